@@ -1,0 +1,147 @@
+"""Decathlon-style video datalists: which videos, which mask, which frames an expert labelled.
+
+A datalist is ``{"training": [...], "validation": [...], "test": [...]}``; each entry is
+``{"image": path, "label": path, "labelled_frames": [t1, t2]}`` with paths relative to the
+datalist's folder. Frames outside ``labelled_frames`` count as unlabelled even where the label
+file has pixels: that is how full ground truth is kept for evaluation and for the
+fully-supervised upper bound. Path resolution is MONAI's ``load_decathlon_datalist``; this
+module adds the checks that turn a bad datalist into one clear message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from monai.data import load_decathlon_datalist
+
+from stbv_monai.data.io import MIN_FRAMES, count_frames, read_mask, read_video
+from stbv_monai.errors import InputError
+
+__all__ = ["SPLITS", "describe_datalist", "load_datalist", "check_labelled_frames", "check_video_pair", "load_video_pair"]
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("training", "validation", "test")
+
+
+def load_datalist(path: str | os.PathLike, split: str, require_label: bool = True) -> list[dict[str, Any]]:
+    """Read one split of a datalist with absolute paths, checking keys and that files exist.
+
+    Args:
+        path: the datalist JSON file.
+        split: ``training``, ``validation`` or ``test``.
+        require_label: whether every entry must name a label video (inference may go without).
+
+    Raises:
+        InputError: unreadable JSON, missing split or keys, bad ``labelled_frames``, missing files.
+    """
+    path = Path(path)
+    raw = _read_json(path)
+    if split not in raw or not isinstance(raw[split], list):
+        raise InputError(path, f"datalist has no '{split}' list (found keys: {', '.join(sorted(raw)) or 'none'})")
+    for i, entry in enumerate(raw[split]):
+        _check_entry(entry, f"{path} [{split}][{i}]", require_label)
+    entries = load_decathlon_datalist(str(path), is_segmentation=True, data_list_key=split, base_dir=str(path.parent))
+    for i, entry in enumerate(entries):
+        for key in ("image", "label"):
+            if key in entry and not Path(entry[key]).exists():
+                raise InputError(f"{path} [{split}][{i}]", f"{key} file not found: {entry[key]}")
+        entry["labelled_frames"] = [int(t) for t in entry.get("labelled_frames", [])]
+    return entries
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise InputError(path, "datalist file not found")
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"not a readable JSON datalist ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise InputError(path, "datalist must be a JSON object with 'training'/'validation'/'test' lists")
+    return raw
+
+
+def _check_entry(entry: Any, where: str, require_label: bool) -> None:
+    if not isinstance(entry, dict):
+        raise InputError(where, f"entry must be an object with 'image', 'label', 'labelled_frames', got {entry!r}")
+    required = ("image", "label", "labelled_frames") if require_label else ("image",)
+    missing = [k for k in required if k not in entry]
+    if missing:
+        raise InputError(where, f"entry misses key(s) {', '.join(missing)}")
+    if "labelled_frames" in entry:
+        check_labelled_frames(entry["labelled_frames"], None, where)
+
+
+def check_labelled_frames(frames: Any, n_frames: int | None, where: str) -> list[int]:
+    """Check ``labelled_frames`` is a non-empty list of distinct frame indices in ``[0, n_frames)``."""
+    if not isinstance(frames, (list, tuple)) or not frames:
+        raise InputError(where, f"labelled_frames must be a non-empty list of frame indices, got {frames!r}")
+    if not all(isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in frames):
+        raise InputError(where, f"labelled_frames must hold integers, got {list(frames)!r}")
+    dupes = sorted({int(t) for t in frames if list(frames).count(t) > 1})
+    if dupes:
+        raise InputError(where, f"labelled_frames has duplicated frame(s) {dupes}")
+    bad = [int(t) for t in frames if t < 0 or (n_frames is not None and t >= n_frames)]
+    if bad:
+        limit = f"[0, {n_frames - 1}]" if n_frames is not None else "non-negative"
+        raise InputError(where, f"labelled frame(s) {bad} out of range: the video's frames are {limit}")
+    return [int(t) for t in frames]
+
+
+def check_video_pair(frames: np.ndarray, mask: np.ndarray, labelled_frames: Sequence[int],
+                     image_path: str, label_path: str) -> list[int]:
+    """Check a video and its mask video belong together; warn on empty labelled masks.
+
+    An empty mask on a labelled frame is allowed (the lesion is absent there) but is
+    unusual enough in a two-shot annotation to deserve a warning.
+    """
+    if mask.shape != frames.shape:
+        raise InputError(label_path, f"mask shape (T, H, W) = {tuple(mask.shape)} differs from video "
+                                     f"{image_path} shape {tuple(frames.shape)}")
+    if frames.shape[0] < MIN_FRAMES:
+        raise InputError(image_path, f"video has {frames.shape[0]} frame(s); at least {MIN_FRAMES} are needed")
+    frames_ok = check_labelled_frames(list(labelled_frames), frames.shape[0], label_path)
+    empty = [t for t in frames_ok if not mask[t].any()]
+    if empty:
+        logger.warning("%s: labelled frame(s) %s have an empty mask (lesion absent there)", label_path, empty)
+    return frames_ok
+
+
+def load_video_pair(entry: dict[str, Any]) -> dict[str, Any]:
+    """Read and check one datalist entry: ``image`` (T, H, W) float32, ``label`` (T, H, W) uint8."""
+    video = read_video(entry["image"])
+    mask = read_mask(entry["label"])
+    labelled = check_video_pair(video.frames, mask, entry["labelled_frames"], entry["image"], entry["label"])
+    return {
+        "image": video.frames,
+        "label": mask,
+        "labelled_frames": labelled,
+        "spacing": video.spacing,
+        "fps": video.fps,
+        "image_path": str(entry["image"]),
+        "label_path": str(entry["label"]),
+    }
+
+
+def describe_datalist(path: str | os.PathLike) -> dict[str, Any]:
+    """Log and return what a datalist holds: videos and frames per split, labelled fraction."""
+    summary: dict[str, Any] = {"datalist": str(path)}
+    raw = _read_json(Path(path))
+    for split in SPLITS:
+        if split not in raw:
+            continue
+        entries = load_datalist(path, split)
+        frames = sum(count_frames(e["image"]) for e in entries)
+        labelled = sum(len(e["labelled_frames"]) for e in entries)
+        summary[split] = {"videos": len(entries), "frames": frames, "labelled_frames": labelled,
+                          "labelled_fraction": labelled / max(frames, 1)}
+        logger.info("%s: %d videos, %d frames, %d labelled (%.1f%%)", split, len(entries), frames, labelled,
+                    100.0 * labelled / max(frames, 1))
+    return summary
