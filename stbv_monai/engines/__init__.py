@@ -1,1 +1,25 @@
-"""engines"""
+"""Ignite engines: video evaluation/inference and the three two-shot training stages."""
+
+from __future__ import annotations
+
+from stbv_monai.engines.evaluator import (
+    PROTOCOLS,
+    VideoEvaluator,
+    copy_predictor,
+    folder_predictor,
+    network_predictor,
+    reference_frames,
+)
+from stbv_monai.engines.pseudo_label import PseudoLabeller, read_manifest, video_id
+
+__all__ = [
+    "PROTOCOLS",
+    "PseudoLabeller",
+    "VideoEvaluator",
+    "copy_predictor",
+    "folder_predictor",
+    "network_predictor",
+    "read_manifest",
+    "reference_frames",
+    "video_id",
+]

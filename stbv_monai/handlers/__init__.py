@@ -1,1 +1,8 @@
-"""handlers"""
+"""Ignite handlers: video metrics, prediction files, tracking glue."""
+
+from __future__ import annotations
+
+from stbv_monai.handlers.prediction_writer import PredictionWriter
+from stbv_monai.handlers.video_metrics import METRIC_NAMES, VideoMetricsHandler
+
+__all__ = ["METRIC_NAMES", "PredictionWriter", "VideoMetricsHandler"]

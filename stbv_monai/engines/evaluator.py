@@ -1,0 +1,136 @@
+"""An Ignite engine that segments (or reads) one whole video per iteration.
+
+MONAI's ``SupervisedEvaluator`` runs a network on batches of independent samples; a video is
+segmented by a stateful time loop from its reference frames, and is scored with per-video
+protocol rules (references left out), so the unit of work here is one video. What is done
+with each prediction is up to the handlers attached: metrics
+(:class:`~stbv_monai.handlers.VideoMetricsHandler`), files
+(:class:`~stbv_monai.handlers.PredictionWriter`), progress, tracking. Inference, evaluation
+and the validation of the training stages are this one engine with different handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from ignite.engine import Engine
+
+from stbv_monai.data.datalist import load_video_pair
+from stbv_monai.data.io import read_mask, video_format
+from stbv_monai.engines.pseudo_label import video_id
+from stbv_monai.errors import InputError
+
+__all__ = [
+    "PROTOCOLS",
+    "VideoEvaluator",
+    "copy_predictor",
+    "folder_predictor",
+    "network_predictor",
+    "reference_frames",
+]
+
+logger = logging.getLogger(__name__)
+
+#: ``labelled``: every labelled frame is a reference (two-shot); ``first_frame``: only the first one.
+PROTOCOLS = ("labelled", "first_frame")
+
+Predictor = Callable[[torch.Tensor, Mapping[int, torch.Tensor], Mapping[str, Any]], torch.Tensor]
+
+
+def reference_frames(labelled: Sequence[int], protocol: str) -> list[int]:
+    """The frames given as references under ``protocol``."""
+    if protocol not in PROTOCOLS:
+        raise InputError("protocol", f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    frames = sorted(int(t) for t in labelled)
+    return frames[:1] if protocol == "first_frame" else frames
+
+
+def network_predictor(network: torch.nn.Module, **propagate_kwargs: Any) -> Predictor:
+    """Predict by bidirectional multi-reference propagation (``stbv_monai.inference.propagate``)."""
+    from stbv_monai.inference import propagate
+
+    def predict(frames: torch.Tensor, refs: Mapping[int, torch.Tensor], entry: Mapping[str, Any]) -> torch.Tensor:
+        return propagate(network, frames, refs, **propagate_kwargs)
+
+    return predict
+
+
+def copy_predictor() -> Predictor:
+    """The zero-motion baseline: every frame gets the mask of its nearest reference (same merge rule).
+
+    What a tracker must beat: it scores well only where the lesion neither moves nor deforms.
+    """
+    from stbv_monai.inference import assign_sources
+
+    def predict(frames: torch.Tensor, refs: Mapping[int, torch.Tensor], entry: Mapping[str, Any]) -> torch.Tensor:
+        sources = assign_sources(frames.shape[0], refs.keys())
+        return torch.stack([refs[r].float() for r, _ in sources])
+
+    return predict
+
+
+def folder_predictor(folder: str | os.PathLike) -> Predictor:
+    """Read existing predictions, ``<folder>/<video id>.nii.gz`` (or any mask format), to score other tools."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(root, "predictions folder not found")
+
+    def predict(frames: torch.Tensor, refs: Mapping[int, torch.Tensor], entry: Mapping[str, Any]) -> torch.Tensor:
+        vid = video_id(entry["image"])
+        candidates = sorted(p for p in root.iterdir() if video_id(p) == vid)
+        if not candidates:
+            raise InputError(root, f"no prediction for video '{vid}' (expected e.g. {vid}.nii.gz or a {vid}/ folder)")
+        mask = read_mask(candidates[0])
+        if mask.shape != tuple(frames.shape):
+            raise InputError(candidates[0], f"prediction shape {mask.shape} differs from video shape "
+                                            f"{tuple(frames.shape)}")
+        return torch.from_numpy(mask.astype(np.float32)).to(frames.device)
+
+    return predict
+
+
+class VideoEvaluator(Engine):
+    """Segment one datalist entry per iteration; handlers consume ``engine.state.output``.
+
+    ``state.output`` holds ``name``, ``probs`` (T, H, W) float tensor, ``pred`` and ``gt`` (T, H, W)
+    uint8 arrays, ``references`` (frame indices), ``spacing`` (or ``None``), ``frames`` (T, H, W)
+    float array, ``image_path`` and ``format`` (the input's format family).
+
+    Args:
+        predictor: ``predictor(frames, references, entry) -> (T, H, W)`` probabilities.
+        device: where frames go.
+        protocol: which labelled frames are references (see :data:`PROTOCOLS`).
+        threshold: probability above which a pixel is lesion.
+    """
+
+    def __init__(self, predictor: Predictor, device: torch.device | str = "cpu", protocol: str = "labelled",
+                 threshold: float = 0.5) -> None:
+        super().__init__(self._iteration)
+        reference_frames([0], protocol)  # validate early
+        self.predictor = predictor
+        self.device = torch.device(device)
+        self.protocol = protocol
+        self.threshold = threshold
+
+    def _iteration(self, engine: Engine, entry: Mapping[str, Any]) -> dict[str, Any]:
+        pair = load_video_pair(dict(entry))
+        refs = reference_frames(pair["labelled_frames"], self.protocol)
+        frames = torch.from_numpy(pair["image"]).to(self.device)
+        masks = {t: torch.from_numpy(pair["label"][t]).to(self.device, torch.float32) for t in refs}
+        probs = self.predictor(frames, masks, entry).float()
+        return {
+            "name": video_id(entry["image"]),
+            "probs": probs,
+            "pred": (probs > self.threshold).to(torch.uint8).cpu().numpy(),
+            "gt": pair["label"],
+            "references": refs,
+            "spacing": pair["spacing"],
+            "frames": pair["image"],
+            "image_path": pair["image_path"],
+            "format": video_format(pair["image_path"]),
+        }

@@ -1,0 +1,168 @@
+"""Stage 2: quadro-inference pseudo-labels for every training frame, written to disk and resumable.
+
+The teacher propagates forward and backward from each labelled frame and every frame keeps the
+prediction from its nearest labelled frame (``stbv_monai.inference.propagate`` does the merge).
+Labelled frames keep their ground truth, so the set is Ŷ = Yˡ ∪ Ŷᵘ. Each video is one iteration
+of an Ignite ``Engine``; its mask video and a small per-video record are written atomically, the
+record last, so a killed run resumes at the first video without a record. ``manifest.json``
+merges the records once all videos are done and is what the student stage reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+
+from stbv_monai.data.dataset import SOURCE_GT, SOURCE_PSEUDO
+from stbv_monai.data.datalist import load_video_pair
+from stbv_monai.data.io import atomic_path, write_mask
+
+__all__ = ["MANIFEST_NAME", "PseudoLabeller", "frame_confidence", "read_manifest", "video_id"]
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+
+
+def video_id(image_path: str | os.PathLike) -> str:
+    """A file-name-safe id for a video: its file or folder name without video suffixes."""
+    name = Path(image_path).name
+    for suffix in (".nii.gz", ".nii", ".dcm", ".mp4", ".avi", ".mov"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def frame_confidence(probs: torch.Tensor) -> torch.Tensor:
+    """Per-frame teacher confidence ``(T,)``: mean over pixels of max(p, 1 − p), in [0.5, 1]."""
+    return torch.maximum(probs, 1 - probs).flatten(1).mean(1)
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=1))
+
+
+def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Student-stage datalist entries from a stage-2 manifest (``image``, ``label``, ``source``...)."""
+    return json.loads(Path(path).read_text())["videos"]
+
+
+class PseudoLabeller:
+    """Label every training frame with the teacher and write Ŷ to ``output_dir``.
+
+    Args:
+        network: the teacher (an STCN), already holding its weights.
+        entries: training datalist entries (``image``, ``label``, ``labelled_frames``).
+        output_dir: where ``<video>.nii.gz`` masks, ``<video>.json`` records and the manifest go.
+        propagate_fn: ``propagate_fn(network, frames, references) -> (T, H, W)`` probabilities.
+        device: where the teacher runs.
+        threshold: probability above which a pseudo-label pixel is lesion.
+        scorer: optional ``scorer(pred, gt, references) -> dict`` that scores the pseudo-labels
+            against the full label file (when it holds more than the labelled frames).
+        rank, world_size: this process's share of the videos under torchrun (videos ``rank::world_size``).
+    """
+
+    def __init__(self, network: torch.nn.Module, entries: Sequence[dict[str, Any]], output_dir: str | os.PathLike,
+                 propagate_fn: Callable[..., torch.Tensor], device: torch.device | str = "cpu",
+                 threshold: float = 0.5, scorer: Callable[..., dict[str, float]] | None = None,
+                 rank: int = 0, world_size: int = 1) -> None:
+        self.network = network
+        self.entries = list(entries)
+        self.output_dir = Path(output_dir)
+        self.propagate_fn = propagate_fn
+        self.device = torch.device(device)
+        self.threshold = threshold
+        self.scorer = scorer
+        self.rank, self.world_size = rank, world_size
+        self.engine = Engine(self._label_video)
+
+    def pending(self) -> list[dict[str, Any]]:
+        """This rank's videos that have no finished record yet (resume point)."""
+        mine = self.entries[self.rank :: self.world_size]
+        return [e for e in mine if not self._record_path(e).is_file()]
+
+    def run(self) -> Path | None:
+        """Label the pending videos; rank 0 then writes the manifest. Returns its path on rank 0."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        todo = self.pending()
+        done = len(self.entries[self.rank :: self.world_size]) - len(todo)
+        if done:
+            logger.info("pseudo-labels: resuming, %d video(s) already done, %d to go", done, len(todo))
+        self.network.eval()
+        if todo:
+            self.engine.run(todo, max_epochs=1)
+        return self.write_manifest() if self.rank == 0 else None
+
+    def _record_path(self, entry: dict[str, Any]) -> Path:
+        return self.output_dir / f"{video_id(entry['image'])}.json"
+
+    def _label_video(self, engine: Engine, entry: dict[str, Any]) -> dict[str, Any]:
+        pair = load_video_pair(entry)
+        frames = torch.from_numpy(pair["image"]).to(self.device)
+        labelled = pair["labelled_frames"]
+        refs = {t: torch.from_numpy(pair["label"][t]).to(self.device, torch.float32) for t in labelled}
+        probs = self.propagate_fn(self.network, frames, refs).float()
+        mask = (probs > self.threshold).to(torch.uint8).cpu().numpy()
+        mask[labelled] = pair["label"][labelled]
+        source = np.full(len(mask), SOURCE_PSEUDO, np.uint8)
+        source[labelled] = SOURCE_GT
+        record = {
+            "image": str(Path(entry["image"]).resolve()),
+            "label": str(write_mask(self.output_dir / f"{video_id(entry['image'])}.nii.gz", mask,
+                                    spacing=pair["spacing"]).resolve()),
+            "gt_label": str(Path(entry["label"]).resolve()),
+            "labelled_frames": labelled,
+            "source": source.tolist(),
+            "confidence": [round(float(c), 5) for c in frame_confidence(probs.cpu())],
+        }
+        if self.scorer is not None:
+            record["score"] = self.scorer(mask, pair["label"], labelled)
+        _write_json(self._record_path(entry), record)
+        return record
+
+    def write_manifest(self) -> Path:
+        """Merge every video's record (all ranks) into ``manifest.json``, in datalist order."""
+        missing = [e["image"] for e in self.entries if not self._record_path(e).is_file()]
+        if missing:
+            raise RuntimeError(f"{self.output_dir}: pseudo-labels missing for {len(missing)} video(s), "
+                               f"e.g. {missing[0]}; run the pseudo_label stage again to finish them")
+        videos = [json.loads(self._record_path(e).read_text()) for e in self.entries]
+        path = self.output_dir / MANIFEST_NAME
+        _write_json(path, {"videos": videos, "summary": summarise_records(videos)})
+        logger.info("pseudo-labels: %d videos -> %s", len(videos), path)
+        return path
+
+
+def summarise_records(videos: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Frames per source, mean teacher confidence on pseudo frames, mean score where present."""
+    source = np.concatenate([np.asarray(v["source"]) for v in videos]) if videos else np.zeros(0)
+    conf = np.concatenate([np.asarray(v["confidence"]) for v in videos]) if videos else np.zeros(0)
+    out: dict[str, float] = {
+        "videos": float(len(videos)),
+        "frames_gt": float((source == SOURCE_GT).sum()),
+        "frames_pseudo": float((source == SOURCE_PSEUDO).sum()),
+        "mean_confidence": float(conf[source == SOURCE_PSEUDO].mean()) if (source == SOURCE_PSEUDO).any() else 1.0,
+    }
+    scored = [v["score"] for v in videos if "score" in v]
+    for key in scored[0] if scored else ():
+        out[f"pseudo_{key}"] = float(np.nanmean([s[key] for s in scored]))
+    return out
+
+
+def attach_progress(labeller: PseudoLabeller) -> None:
+    """Show videos done / total while stage 2 runs (rank 0 only)."""
+    if labeller.rank != 0:
+        return
+    from ignite.contrib.handlers import ProgressBar
+
+    ProgressBar(persist=True, desc="pseudo-labels (videos)").attach(labeller.engine)
+    labeller.engine.add_event_handler(Events.COMPLETED, lambda e: logger.info("pseudo-labels: %d videos labelled",
+                                                                               e.state.iteration))

@@ -1,0 +1,112 @@
+"""The video engine with its handlers: scoring, prediction files, protocols, pseudo-labels."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Engine
+
+from stbv_monai.data import load_datalist, read_mask, read_video, write_mask
+from stbv_monai.engines import (
+    PseudoLabeller,
+    VideoEvaluator,
+    copy_predictor,
+    folder_predictor,
+    read_manifest,
+    reference_frames,
+)
+from stbv_monai.engines.workflow import run_engine
+from stbv_monai.errors import InputError
+from stbv_monai.handlers import PredictionWriter, VideoMetricsHandler
+
+
+def _oracle(frames, refs, entry):
+    """A predictor that returns the ground truth (reads the label file)."""
+    return torch.from_numpy(read_mask(entry["label"]).astype(np.float32))
+
+
+def test_perfect_predictions_score_one_and_reports_are_written(disc_dataset, tmp_path):
+    entries = load_datalist(disc_dataset, "test")
+    handler = VideoMetricsHandler(output_dir=tmp_path / "eval")
+    metrics = run_engine(VideoEvaluator(_oracle), entries, [handler])
+    assert metrics["J"] == pytest.approx(1.0) and metrics["F"] == pytest.approx(1.0)
+    assert metrics["HD95"] == pytest.approx(0.0)
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["n_videos"] == 3 and summary["unit"] == "mm"
+    assert summary["n_frames"] == 3 * (8 - 2)  # references are left out
+
+
+def test_copy_baseline_is_worse_than_the_oracle_on_moving_lesions(disc_dataset):
+    entries = load_datalist(disc_dataset, "test")
+    metrics = run_engine(VideoEvaluator(copy_predictor()), entries, [VideoMetricsHandler()])
+    assert 0.2 < metrics["J"] < 0.95  # the disc moves one pixel a frame: copies drift off it
+
+
+def test_folder_predictions_scored_like_a_model(disc_dataset, tmp_path):
+    entries = load_datalist(disc_dataset, "test")
+    for e in entries:  # another tool's output: the ground truth shifted by one frame
+        mask = read_mask(e["label"])
+        write_mask(tmp_path / "preds" / (e["image"].split("/")[-1]), np.roll(mask, 1, axis=0))
+    metrics = run_engine(VideoEvaluator(folder_predictor(tmp_path / "preds")), entries, [VideoMetricsHandler()])
+    assert 0.5 < metrics["J"] < 1.0
+    with pytest.raises(InputError, match="no prediction for video 'vid0'"):
+        run_engine(VideoEvaluator(folder_predictor(tmp_path)), entries, [VideoMetricsHandler()])
+
+
+def test_first_frame_protocol_uses_one_reference():
+    assert reference_frames([6, 1], "first_frame") == [1]
+    assert reference_frames([6, 1], "labelled") == [1, 6]
+    with pytest.raises(InputError, match="unknown protocol"):
+        reference_frames([1], "davis")
+
+
+def test_prediction_writer_keeps_the_format_family_and_writes_an_overlay(disc_dataset, tmp_path):
+    entries = load_datalist(disc_dataset, "test")[:1]
+    run_engine(VideoEvaluator(_oracle), entries, [PredictionWriter(tmp_path / "out", save_probs=True, overlay="mp4")])
+    mask = read_mask(tmp_path / "out" / "masks" / "vid0.nii.gz")
+    np.testing.assert_array_equal(mask, read_mask(entries[0]["label"]))
+    assert read_video(tmp_path / "out" / "probs" / "vid0.nii.gz").frames.max() == pytest.approx(1.0)
+    overlay = read_video(tmp_path / "out" / "overlays" / "vid0.mp4")
+    assert overlay.frames.shape == mask.shape
+
+
+def test_metrics_handler_on_a_bare_engine():
+    gt = np.zeros((4, 16, 16), np.uint8)
+    gt[:, 4:10, 4:10] = 1
+    outputs = [{"name": "a", "pred": gt, "gt": gt, "references": [0], "spacing": None},
+               {"name": "b", "pred": np.zeros_like(gt), "gt": gt, "references": [0], "spacing": None}]
+    engine = Engine(lambda e, batch: batch)
+    VideoMetricsHandler(print_table=False).attach(engine)
+    engine.run(outputs, max_epochs=1)
+    assert engine.state.metrics["J"] == pytest.approx(0.5)  # per-video means, then over videos
+    assert engine.state.metrics["HD95"] == pytest.approx(np.hypot(16, 16) / 2)  # a miss costs the diagonal
+
+
+def test_pseudo_labeller_keeps_ground_truth_and_resumes(disc_dataset, tmp_path):
+    entries = load_datalist(disc_dataset, "training")
+    calls = []
+
+    def teacher(network, frames, refs):  # a known teacher: 0.9 everywhere the nearest reference says lesion
+        calls.append(sorted(refs))
+        return copy_predictor()(frames, refs, {}) * 0.9
+
+    out = tmp_path / "pseudo"
+    labeller = PseudoLabeller(torch.nn.Identity(), entries, out, teacher)
+    (out).mkdir()
+    labeller.run  # noqa: B018 - run below after a simulated crash
+    first = PseudoLabeller(torch.nn.Identity(), entries[:1], out, teacher)
+    first.engine.run(first.pending(), max_epochs=1)  # "killed" after the first video
+    assert len(calls) == 1
+    manifest = labeller.run()
+    assert len(calls) == 3  # resumed: the finished video was not labelled again
+    videos = read_manifest(manifest)
+    assert [v["labelled_frames"] for v in videos] == [[1, 6]] * 3
+    for v in videos:
+        pseudo, gt = read_mask(v["label"]), read_mask(v["gt_label"])
+        np.testing.assert_array_equal(pseudo[[1, 6]], gt[[1, 6]])
+        assert v["source"][1] == 1 and v["source"][0] == 2
+        assert v["confidence"][0] == pytest.approx(0.9, abs=0.1)
+    assert json.loads(manifest.read_text())["summary"]["frames_gt"] == 6
