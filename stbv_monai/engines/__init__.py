@@ -11,9 +11,18 @@ from stbv_monai.engines.evaluator import (
     reference_frames,
 )
 from stbv_monai.engines.pseudo_label import PseudoLabeller, read_manifest, video_id
+from stbv_monai.engines.stages import SaveNetwork, TrainCheckpoints, clip_loader, latest_checkpoint, run_stage, unwrap
+from stbv_monai.engines.trainer import ClipTrainer
 
 __all__ = [
     "PROTOCOLS",
+    "ClipTrainer",
+    "SaveNetwork",
+    "TrainCheckpoints",
+    "clip_loader",
+    "latest_checkpoint",
+    "run_stage",
+    "unwrap",
     "PseudoLabeller",
     "VideoEvaluator",
     "copy_predictor",

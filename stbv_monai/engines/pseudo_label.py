@@ -24,7 +24,16 @@ from stbv_monai.data.dataset import SOURCE_GT, SOURCE_PSEUDO
 from stbv_monai.data.datalist import load_video_pair
 from stbv_monai.data.io import atomic_path, write_mask
 
-__all__ = ["MANIFEST_NAME", "PseudoLabeller", "frame_confidence", "read_manifest", "video_id"]
+__all__ = [
+    "MANIFEST_NAME",
+    "PseudoLabeller",
+    "attach_progress",
+    "frame_confidence",
+    "read_manifest",
+    "score_against_label",
+    "summarise_records",
+    "video_id",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -166,3 +175,14 @@ def attach_progress(labeller: PseudoLabeller) -> None:
     ProgressBar(persist=True, desc="pseudo-labels (videos)").attach(labeller.engine)
     labeller.engine.add_event_handler(Events.COMPLETED, lambda e: logger.info("pseudo-labels: %d videos labelled",
                                                                                e.state.iteration))
+
+
+def score_against_label(mask: np.ndarray, gt: np.ndarray, labelled: Sequence[int]) -> dict[str, float]:
+    """J, F, J&F of pseudo-labels against the full label file, on the frames that were not labelled.
+
+    Only meaningful where the label file holds every frame (synthetic data, fully annotated sets).
+    """
+    from stbv_monai.metrics import evaluate_video
+
+    result = evaluate_video(mask, gt, labelled)
+    return {"J": result.j, "F": result.f, "JF": result.jf}

@@ -11,7 +11,7 @@ from ignite.engine import Engine
 
 from stbv_monai.networks import load_pretrained
 
-__all__ = ["load_model", "run_engine"]
+__all__ = ["load_model", "publish", "run_engine", "with_handlers"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,3 +34,23 @@ def run_engine(engine: Engine, data: Sequence[Any], handlers: Sequence[Any] = ()
         handler.attach(engine)
     engine.run(list(data), max_epochs=1)
     return dict(engine.state.metrics)
+
+
+def with_handlers(engine: Engine, handlers: Sequence[Any]) -> Engine:
+    """Attach ``handlers`` to ``engine`` and return it (for engines built inside configs)."""
+    for handler in handlers:
+        handler.attach(engine)
+    return engine
+
+
+def publish(src: str | os.PathLike, dst: str | os.PathLike) -> str:
+    """Copy the network a run ends with to the bundle's deliverable path (atomically)."""
+    import shutil
+
+    from stbv_monai.data.io import atomic_path
+
+    if os.path.abspath(src) != os.path.abspath(dst):
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+    logger.info("final network: %s", dst)
+    return str(dst)

@@ -1,0 +1,110 @@
+"""Builders the bundle configs call to assemble a training stage from configured parts.
+
+A stage is data (a video dataset and its clip transforms) + a :class:`ClipTrainer` + handlers;
+the config gives each part an id and these functions only connect them, so the three stages
+(and the baselines) share one mechanism and differ in configuration.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from ignite.engine import Engine, Events
+from monai.data import DataLoader
+from monai.handlers import CheckpointLoader, CheckpointSaver
+
+from stbv_monai.data.dataset import video_dataset
+from stbv_monai.data.io import atomic_path
+from stbv_monai.engines.trainer import ClipTrainer
+
+__all__ = ["SaveNetwork", "TrainCheckpoints", "clip_loader", "latest_checkpoint", "run_stage", "unwrap"]
+
+logger = logging.getLogger(__name__)
+
+
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The bare STCN inside DDP and training wrappers."""
+    while isinstance(getattr(module, "module", None), torch.nn.Module) or isinstance(
+        getattr(module, "network", None), torch.nn.Module
+    ):
+        module = module.module if isinstance(getattr(module, "module", None), torch.nn.Module) else module.network
+    return module
+
+
+def clip_loader(entries: Sequence[dict], transforms: Any, batch_size: int, num_workers: int = 0,
+                sampler: Any = None, seed: int = 0) -> DataLoader:
+    """A loader of augmented clips drawn from cached whole videos (shuffled unless a sampler is given)."""
+    dataset = video_dataset(entries, transforms)
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
+                      num_workers=num_workers, drop_last=len(dataset) >= batch_size, generator=generator,
+                      persistent_workers=num_workers > 0)
+
+
+def latest_checkpoint(folder: str | os.PathLike) -> str | None:
+    """The most recently written trainer checkpoint in ``folder``, if any.
+
+    Ordered by modification time: ``checkpoint_final.pt`` is also written when a run is
+    stopped early (Ignite fires ``COMPLETED`` after ``terminate()``), so the name alone does
+    not say which state is newest.
+    """
+    found = glob.glob(os.path.join(folder, "checkpoint_*.pt"))
+    return max(found, key=os.path.getmtime) if found else None
+
+
+class TrainCheckpoints:
+    """Save network, optimizer and trainer every ``interval`` iterations and at the end (MONAI
+    ``CheckpointSaver``); with ``resume``, first restore the latest of them (MONAI
+    ``CheckpointLoader``) so the iteration count, optimizer moments and weights continue.
+
+    The trainer itself is part of what is saved, and it does not exist yet when configs build
+    handlers, so both MONAI handlers are created in :meth:`attach`.
+    """
+
+    def __init__(self, folder: str | os.PathLike, network: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 interval: int = 100, resume: bool = False, n_saved: int = 2) -> None:
+        self.folder, self.network, self.optimizer = str(folder), network, optimizer
+        self.interval, self.resume, self.n_saved = interval, resume, n_saved
+
+    def attach(self, engine: Engine) -> None:
+        objects = {"network": self.network, "optimizer": self.optimizer, "trainer": engine}
+        path = latest_checkpoint(self.folder) if self.resume else None
+        if self.resume and path is None:
+            logger.warning("resume: no checkpoint in %s, starting from iteration 0", self.folder)
+        if path is not None:
+            CheckpointLoader(load_path=path, load_dict=objects, map_location=str(engine.state.device)).attach(engine)
+            logger.info("resuming from %s", path)
+        CheckpointSaver(save_dir=self.folder, save_dict=objects, save_interval=self.interval, epoch_level=False,
+                        n_saved=self.n_saved, save_final=True, final_filename="checkpoint_final.pt").attach(engine)
+
+
+class SaveNetwork:
+    """Write the bare network's ``state_dict`` to ``path`` atomically when the run completes.
+
+    This is the file the next stage (and evaluation, and MONAI Label) loads: a plain state
+    dict with STCN's key names.
+    """
+
+    def __init__(self, path: str | os.PathLike, network: torch.nn.Module) -> None:
+        self.path, self.network = Path(path), network
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine | None = None) -> Path:
+        state = {k: v.detach().cpu() for k, v in unwrap(self.network).state_dict().items()}
+        with atomic_path(self.path) as tmp:
+            torch.save(state, tmp)
+        logger.info("saved network to %s", self.path)
+        return self.path
+
+
+def run_stage(trainer: ClipTrainer) -> dict[str, Any]:
+    """Run a training stage to its iteration budget and return its final metrics."""
+    trainer.run()
+    return dict(trainer.state.metrics)
