@@ -84,10 +84,12 @@ class TrainCheckpoints:
 
 
 class SaveNetwork:
-    """Write the bare network's ``state_dict`` to ``path`` atomically when the run completes.
+    """Write the network's weights to ``path`` atomically when the run completes.
 
-    This is the file the next stage (and evaluation, and MONAI Label) loads: a plain state
-    dict with STCN's key names.
+    This is the file the next stage, evaluation, ``ckpt_export`` and MONAI Label load: the
+    state dict of the bundle's ``network_def`` (a :class:`~stbv_monai.networks.PropagationNet`),
+    i.e. STCN's key names under ``network.``. :func:`~stbv_monai.networks.load_pretrained`
+    reads it with or without that prefix.
     """
 
     def __init__(self, path: str | os.PathLike, network: torch.nn.Module) -> None:
@@ -97,7 +99,7 @@ class SaveNetwork:
         engine.add_event_handler(Events.COMPLETED, self)
 
     def __call__(self, engine: Engine | None = None) -> Path:
-        state = {k: v.detach().cpu() for k, v in unwrap(self.network).state_dict().items()}
+        state = {f"network.{k}": v.detach().cpu() for k, v in unwrap(self.network).state_dict().items()}
         with atomic_path(self.path) as tmp:
             torch.save(state, tmp)
         logger.info("saved network to %s", self.path)
