@@ -1,38 +1,35 @@
-"""Video data: readers and writers, decathlon datalists, synthetic breast-ultrasound videos."""
+"""Video data: readers and writers, decathlon datalists, synthetic breast-ultrasound videos.
+
+Names are imported lazily (PEP 562) so that light tools, such as the synthetic-data script,
+do not pay for importing torch and MONAI.
+"""
 
 from __future__ import annotations
 
-from stbv_monai.data.datalist import (
-    SPLITS,
-    check_labelled_frames,
-    describe_datalist,
-    check_video_pair,
-    load_datalist,
-    load_video_pair,
-)
-from stbv_monai.data.dataset import SOURCE_GT, SOURCE_NONE, SOURCE_PSEUDO, LoadVideoPaird, video_dataset
-from stbv_monai.data.io import Video, read_mask, read_video, video_format, write_mask, write_video
-from stbv_monai.data.prepare import ensure_dataset
-from stbv_monai.data.readers import VideoReader
+import importlib
+from typing import Any
 
-__all__ = [
-    "SOURCE_GT",
-    "SOURCE_NONE",
-    "SOURCE_PSEUDO",
-    "SPLITS",
-    "LoadVideoPaird",
-    "video_dataset",
-    "Video",
-    "VideoReader",
-    "check_labelled_frames",
-    "check_video_pair",
-    "describe_datalist",
-    "ensure_dataset",
-    "load_datalist",
-    "load_video_pair",
-    "read_mask",
-    "read_video",
-    "video_format",
-    "write_mask",
-    "write_video",
-]
+_EXPORTS = {
+    "stbv_monai.data.datalist": (
+        "SPLITS", "check_labelled_frames", "check_video_pair", "describe_datalist", "load_datalist", "load_video_pair",
+    ),
+    "stbv_monai.data.dataset": ("SOURCE_GT", "SOURCE_NONE", "SOURCE_PSEUDO", "LoadVideoPaird", "video_dataset"),
+    "stbv_monai.data.io": ("Video", "read_mask", "read_video", "video_format", "write_mask", "write_video"),
+    "stbv_monai.data.prepare": ("ensure_dataset",),
+    "stbv_monai.data.readers": ("VideoReader",),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

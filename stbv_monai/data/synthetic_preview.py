@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from stbv_monai.data.datalist import SPLITS, load_datalist
 from stbv_monai.data.io import atomic_path, read_mask, read_video
 
 __all__ = ["save_preview"]
@@ -31,6 +30,8 @@ def save_preview(datalist: str | os.PathLike, out_png: str | os.PathLike, videos
         frames: frames per row.
     """
     from matplotlib.figure import Figure
+
+    from stbv_monai.data.datalist import SPLITS  # imports MONAI: only when a preview is asked for
 
     everything = [e for split in SPLITS for e in _split(datalist, split)]
     picks = np.unique(np.linspace(0, len(everything) - 1, min(videos, len(everything))).round().astype(int))
@@ -66,4 +67,6 @@ def _split(datalist: str | os.PathLike, split: str) -> list[dict]:
     with open(datalist) as f:
         if split not in json.load(f):
             return []
+    from stbv_monai.data.datalist import load_datalist
+
     return load_datalist(datalist, split)
