@@ -28,4 +28,5 @@ class TrainingProgress:
             ProgressBar(persist=True, desc=self.desc).attach(engine, output_transform=self._losses)
 
     def _losses(self, output: dict[str, Any]) -> dict[str, float]:
-        return {k: float(output[k]) for k in self.keys if k in output}
+        return {k: float(output[k].detach() if hasattr(output[k], "detach") else output[k])
+                for k in self.keys if k in output}
