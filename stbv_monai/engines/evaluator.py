@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 from ignite.engine import Engine
+from tqdm import tqdm
 
 from stbv_monai.data.datalist import load_video_pair
 from stbv_monai.data.io import read_mask, video_format
@@ -50,14 +51,35 @@ def reference_frames(labelled: Sequence[int], protocol: str) -> list[int]:
     return frames[:1] if protocol == "first_frame" else frames
 
 
-def network_predictor(network: torch.nn.Module, **propagate_kwargs: Any) -> Predictor:
-    """Predict by bidirectional multi-reference propagation (``stbv_monai.inference.propagate``)."""
+def network_predictor(network: torch.nn.Module, show_frames: bool = False, **propagate_kwargs: Any) -> Predictor:
+    """Predict by bidirectional multi-reference propagation (``stbv_monai.inference.propagate``).
+
+    Args:
+        network: the STCN (or a module holding one as ``.network``), on the evaluator's device.
+        show_frames: show a progress bar of each video's propagated frames (``tqdm`` on stderr,
+            cleared when the video is done), below a bar over videos if one is attached.
+        propagate_kwargs: settings of ``propagate`` (``mem_every``, ``top_k``, ``max_memory_frames``, ``amp`` ...).
+    """
     from stbv_monai.inference import propagate
 
     def predict(frames: torch.Tensor, refs: Mapping[int, torch.Tensor], entry: Mapping[str, Any]) -> torch.Tensor:
-        return propagate(network, frames, refs, **propagate_kwargs)
+        if not show_frames:
+            return propagate(network, frames, refs, **propagate_kwargs)
+        total = int(frames.shape[0]) - len(refs)  # every frame but the references is propagated once
+        with tqdm(total=total, desc=f"frames of {video_id(entry['image'])}", unit="frame", leave=False) as bar:
+            return propagate(network, frames, refs, progress=_advance(bar), **propagate_kwargs)
 
     return predict
+
+
+def _advance(bar: tqdm) -> Callable[[int, int], None]:
+    """A ``propagate`` progress callback moving ``bar`` to ``done`` of ``total``."""
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return update
 
 
 def copy_predictor() -> Predictor:

@@ -34,8 +34,8 @@ class PredictionWriter:
 
     def __init__(self, output_dir: str | os.PathLike, save_probs: bool = False, overlay: str | None = "mp4") -> None:
         self.output_dir = Path(output_dir)
-        self.save_probs = save_probs
-        self.overlay = overlay
+        self.save_probs = str(save_probs).lower() not in ("false", "0", "no", "none", "null", "")  # CLI strings
+        self.overlay = None if str(overlay).lower() in ("false", "0", "no", "none", "null", "") else str(overlay)
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
