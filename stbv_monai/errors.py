@@ -50,6 +50,16 @@ def install_excepthook() -> None:
         if found is None or os.environ.get("STBV_TRACEBACK"):
             previous(exc_type, exc, tb)
             return
+        _close_progress_bars()  # an open tqdm bar would redraw after the message
         print(f"error: {found}", file=sys.stderr)
 
     sys.excepthook = hook
+
+
+def _close_progress_bars() -> None:
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from ignite.engine import Engine, Events
 
+from stbv_monai.config import as_flag
 from stbv_monai.data.io import write_mask, write_video
 from stbv_monai.visualize import overlay_frames, write_overlay
 
@@ -34,8 +35,8 @@ class PredictionWriter:
 
     def __init__(self, output_dir: str | os.PathLike, save_probs: bool = False, overlay: str | None = "mp4") -> None:
         self.output_dir = Path(output_dir)
-        self.save_probs = str(save_probs).lower() not in ("false", "0", "no", "none", "null", "")  # CLI strings
-        self.overlay = None if str(overlay).lower() in ("false", "0", "no", "none", "null", "") else str(overlay)
+        self.save_probs = as_flag(save_probs)
+        self.overlay = str(overlay) if as_flag(overlay) else None
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
