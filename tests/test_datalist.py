@@ -106,3 +106,21 @@ def test_ensure_dataset_never_writes_into_a_users_folder(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
     path = _datalist(tmp_path, training=[])
     assert ensure_dataset(tmp_path, None) == str(path)
+
+
+def test_folder_of_videos_with_painted_references(tmp_path):
+    from stbv_monai.data import folder_entries
+
+    frames = np.random.default_rng(0).random((6, 16, 16)).astype(np.float32)
+    refs = np.zeros((6, 16, 16), np.uint8)
+    refs[[1, 4], 4:9, 4:9] = 1
+    write_video(tmp_path / "videos" / "a.mp4", frames)
+    write_mask(tmp_path / "references" / "a.nii.gz", refs)
+    (entry,) = folder_entries(tmp_path)
+    assert entry["labelled_frames"] == [1, 4] and entry["image"].endswith("a.mp4")
+    write_video(tmp_path / "videos" / "b.nii.gz", frames)
+    with pytest.raises(InputError, match="no reference mask video named b"):
+        folder_entries(tmp_path)
+    write_mask(tmp_path / "references" / "b.nii.gz", np.zeros_like(refs))
+    with pytest.raises(InputError, match="no painted frame"):
+        folder_entries(tmp_path)

@@ -19,10 +19,10 @@ from typing import Any, Sequence
 import numpy as np
 from monai.data import load_decathlon_datalist
 
-from stbv_monai.data.io import MIN_FRAMES, count_frames, read_mask, read_video
+from stbv_monai.data.io import MIN_FRAMES, count_frames, read_mask, read_video, video_id
 from stbv_monai.errors import InputError
 
-__all__ = ["SPLITS", "describe_datalist", "load_datalist", "check_labelled_frames", "check_video_pair", "load_video_pair"]
+__all__ = ["SPLITS", "describe_datalist", "folder_entries", "load_datalist", "check_labelled_frames", "check_video_pair", "load_video_pair"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,3 +145,33 @@ def describe_datalist(path: str | os.PathLike) -> dict[str, Any]:
         logger.info("%s: %d videos, %d frames, %d labelled (%.1f%%)", split, len(entries), frames, labelled,
                     100.0 * labelled / max(frames, 1))
     return summary
+
+
+def folder_entries(folder: str | os.PathLike) -> list[dict[str, Any]]:
+    """Entries for a folder of videos with reference masks, for inference without a datalist.
+
+    Layout: ``<folder>/videos/<name>`` (any video format) and ``<folder>/references/<name>``
+    (a mask video of the same id, lossless); the frames with paint are the references.
+
+    Raises:
+        InputError: missing sub-folders, a video without references, or references with no paint.
+    """
+    root = Path(folder)
+    videos, refs = root / "videos", root / "references"
+    for sub in (videos, refs):
+        if not sub.is_dir():
+            raise InputError(root, f"expected sub-folders videos/ and references/, {sub.name}/ is missing")
+    masks = {video_id(p): p for p in refs.iterdir() if not p.name.startswith(".")}
+    entries = []
+    for video in sorted(p for p in videos.iterdir() if not p.name.startswith(".")):
+        ref = masks.get(video_id(video))
+        if ref is None:
+            raise InputError(video, f"no reference mask video named {video_id(video)}.* in {refs}")
+        mask = read_mask(ref)
+        painted = [int(t) for t in np.flatnonzero(mask.reshape(len(mask), -1).any(axis=1))]
+        if not painted:
+            raise InputError(ref, "no painted frame: at least one reference mask is needed")
+        entries.append({"image": str(video), "label": str(ref), "labelled_frames": painted})
+    if not entries:
+        raise InputError(videos, "no videos in folder")
+    return entries

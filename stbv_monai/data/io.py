@@ -34,6 +34,7 @@ from stbv_monai.errors import InputError
 __all__ = [
     "Video",
     "video_format",
+    "video_id",
     "read_video",
     "read_mask",
     "write_video",
@@ -83,6 +84,15 @@ def video_format(path: str | os.PathLike) -> str:
     if p.is_dir() or p.suffix == "":
         return "frames"
     raise InputError(path, f"unsupported video format '{p.suffix}' (use NIfTI, DICOM, MP4/AVI or a folder of PNG/JPG frames)")
+
+
+def video_id(path: str | os.PathLike) -> str:
+    """A file-name-safe id for a video: its file or folder name without video suffixes."""
+    name = Path(path).name
+    for suffix in NIFTI_SUFFIXES[::-1] + DICOM_SUFFIXES + MOVIE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 # ----------------------------------------------------------------------------- reading

@@ -22,8 +22,7 @@ from ignite.engine import Engine
 from tqdm import tqdm
 
 from stbv_monai.data.datalist import load_video_pair
-from stbv_monai.data.io import read_mask, video_format
-from stbv_monai.engines.pseudo_label import video_id
+from stbv_monai.data.io import read_mask, video_format, video_id
 from stbv_monai.errors import InputError
 
 __all__ = [

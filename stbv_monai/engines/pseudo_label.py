@@ -22,7 +22,8 @@ from ignite.engine import Engine, Events
 
 from stbv_monai.data.dataset import SOURCE_GT, SOURCE_PSEUDO
 from stbv_monai.data.datalist import load_video_pair
-from stbv_monai.data.io import atomic_path, write_mask
+from stbv_monai.data.io import atomic_path, video_id, write_mask
+from stbv_monai.engines.distributed import barrier
 
 __all__ = [
     "MANIFEST_NAME",
@@ -38,15 +39,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
-
-
-def video_id(image_path: str | os.PathLike) -> str:
-    """A file-name-safe id for a video: its file or folder name without video suffixes."""
-    name = Path(image_path).name
-    for suffix in (".nii.gz", ".nii", ".dcm", ".mp4", ".avi", ".mov"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def frame_confidence(probs: torch.Tensor) -> torch.Tensor:
@@ -99,7 +91,7 @@ class PseudoLabeller:
         return [e for e in mine if not self._record_path(e).is_file()]
 
     def run(self) -> Path | None:
-        """Label the pending videos; rank 0 then writes the manifest. Returns its path on rank 0."""
+        """Label the pending videos; once every rank is done, rank 0 writes the manifest (its path; others: None)."""
         self.output_dir.mkdir(parents=True, exist_ok=True)
         todo = self.pending()
         done = len(self.entries[self.rank :: self.world_size]) - len(todo)
@@ -108,6 +100,8 @@ class PseudoLabeller:
         self.network.eval()
         if todo:
             self.engine.run(todo, max_epochs=1)
+        if self.world_size > 1:
+            barrier()  # every rank's records are on disk before rank 0 merges them
         return self.write_manifest() if self.rank == 0 else None
 
     def _record_path(self, entry: dict[str, Any]) -> Path:
