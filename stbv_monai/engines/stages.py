@@ -18,8 +18,10 @@ from ignite.engine import Engine, Events
 from monai.data import DataLoader
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
+from stbv_monai.config import as_flag
 from stbv_monai.data.dataset import video_dataset
 from stbv_monai.data.io import atomic_path
+from stbv_monai.engines.distributed import is_main_process
 from stbv_monai.engines.trainer import ClipTrainer
 
 __all__ = ["SaveNetwork", "TrainCheckpoints", "clip_loader", "latest_checkpoint", "run_stage", "unwrap"]
@@ -69,7 +71,7 @@ class TrainCheckpoints:
     def __init__(self, folder: str | os.PathLike, network: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  interval: int = 100, resume: bool = False, n_saved: int = 2) -> None:
         self.folder, self.network, self.optimizer = str(folder), network, optimizer
-        self.interval, self.resume, self.n_saved = interval, resume, n_saved
+        self.interval, self.resume, self.n_saved = interval, as_flag(resume), n_saved
 
     def attach(self, engine: Engine) -> None:
         objects = {"network": self.network, "optimizer": self.optimizer, "trainer": engine}
@@ -89,7 +91,8 @@ class SaveNetwork:
     This is the file the next stage, evaluation, ``ckpt_export`` and MONAI Label load: the
     state dict of the bundle's ``network_def`` (a :class:`~stbv_monai.networks.PropagationNet`),
     i.e. STCN's key names under ``network.``. :func:`~stbv_monai.networks.load_pretrained`
-    reads it with or without that prefix.
+    reads it with or without that prefix. Under ``torchrun`` only rank 0 writes it (the
+    weights are the same on every process).
     """
 
     def __init__(self, path: str | os.PathLike, network: torch.nn.Module) -> None:
@@ -99,6 +102,8 @@ class SaveNetwork:
         engine.add_event_handler(Events.COMPLETED, self)
 
     def __call__(self, engine: Engine | None = None) -> Path:
+        if not is_main_process():
+            return self.path
         state = {f"network.{k}": v.detach().cpu() for k, v in unwrap(self.network).state_dict().items()}
         with atomic_path(self.path) as tmp:
             torch.save(state, tmp)

@@ -4,6 +4,11 @@ MONAI's ``ValidationHandler`` drives a MONAI ``Evaluator`` over batches; validat
 propagates through whole videos with :class:`~stbv_monai.engines.VideoEvaluator` and scores them
 with the same :class:`~stbv_monai.handlers.VideoMetricsHandler` as the evaluate workflow, so
 the names match (``J``, ``F``, ``JF``, ``Dice``, ``HD95``; ``val_``-prefixed on the trainer).
+
+Under ``torchrun`` validation runs on rank 0 only, on the full validation split, with rank 0's
+network (the one that is saved): its numbers and its choice of best network are those of a
+single process. The other processes wait at their next collective (the next iteration's
+gradient all-reduce, or the barrier that ends the stage).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import os
 from typing import Any, Sequence
 
 from ignite.engine import Engine, Events
+
+from stbv_monai.engines.distributed import is_main_process
 
 __all__ = ["PeriodicValidation"]
 
@@ -29,6 +36,8 @@ class PeriodicValidation:
         best_saver: called (e.g. a :class:`~stbv_monai.engines.stages.SaveNetwork`) when
             ``key_metric`` improves, to keep the best network.
         key_metric: the metric that decides "best".
+
+    Does nothing on processes other than rank 0.
     """
 
     def __init__(self, evaluator: Engine, entries: Sequence[dict], interval: int = 0, best_saver: Any = None,
@@ -47,7 +56,7 @@ class PeriodicValidation:
             self(engine)
 
     def __call__(self, engine: Engine) -> None:
-        if not self.entries:
+        if not self.entries or not is_main_process():
             return
         self.evaluator.run(self.entries, max_epochs=1)
         metrics = dict(self.evaluator.state.metrics)
