@@ -93,6 +93,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch.load raises many types (UnpicklingError, IndexError, RuntimeError ...)
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "weights_only" in first:  # torch suggests weights_only=False, which would run arbitrary code
+            first = "it holds objects other than tensors; save the network's state_dict() instead"
         raise InputError(path, f"not a PyTorch checkpoint (torch.load failed: {first[:200]})") from err
     return _flatten_state_dict(obj, str(path))
 
