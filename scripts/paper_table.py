@@ -2,7 +2,9 @@
 
 Each (variant, seed) is one `python -m monai.bundle run training` with the variant's overlay,
 into ``OUT/<variant>/seed<k>``; a run whose ``evaluation/summary.json`` exists is not run again,
-so the script resumes where it stopped. The ``stcs`` row needs no training of its own: it is the
+so the script resumes where it stopped. Every training logs to one MLflow store
+(``sqlite:///OUT/mlruns.db`` by default), so ``scripts/compare_runs.py --tracking-uri`` gives
+the same table from MLflow. The ``stcs`` row needs no training of its own: it is the
 teacher of the ``ours`` run (stage 1 with STCS), evaluated on the test split.
 
     python scripts/paper_table.py --variants vanilla ours full_supervision --seeds 0 1 2 \
@@ -29,10 +31,13 @@ LABELLED = {"full_supervision": "100%"}
 logger = logging.getLogger("paper_table")
 
 
-def _bundle(run_id: str, configs: list[Path], out: Path, dataset_dir: str | None, seed: int, *extra: str) -> None:
+def _bundle(run_id: str, configs: list[Path], out: Path, dataset_dir: str | None, seed: int, *extra: str,
+            tracking_uri: str | None = None) -> None:
     files = "[" + ",".join(f"'{c}'" for c in configs) + "]"
     cmd = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", files,
            "--output_dir", str(out), "--seed", str(seed), *extra]
+    if tracking_uri:
+        cmd += ["--tracking_uri", tracking_uri]
     if dataset_dir:
         cmd += ["--dataset_dir", dataset_dir]
     out.mkdir(parents=True, exist_ok=True)
@@ -50,14 +55,14 @@ def run_variant(variant: str, seed: int, args: argparse.Namespace) -> dict:
         summary = base / "evaluation_stcs" / "summary.json"
         if not summary.is_file():
             _bundle("evaluate", [TRAIN, *args.preset, ROOT / "configs/variants/stcs.yaml"], base, args.dataset_dir,
-                    seed, "--evaluate_stage#dir", str(summary.parent))
+                    seed, "--evaluate_stage#dir", str(summary.parent), tracking_uri=args.tracking_uri)
         return json.loads(summary.read_text())
     out = Path(args.out) / variant / f"seed{seed}"
     summary = out / "evaluation" / "summary.json"
     if not summary.is_file():
         start = time.time()
         _bundle("training", [TRAIN, *args.preset, ROOT / "configs" / "variants" / f"{variant}.yaml"], out,
-                args.dataset_dir, seed)
+                args.dataset_dir, seed, tracking_uri=args.tracking_uri)
         logger.info("%s seed %d: %.0f s", variant, seed, time.time() - start)
     return json.loads(summary.read_text())
 
@@ -83,7 +88,11 @@ def main() -> None:
     parser.add_argument("--dataset_dir", default=None)
     parser.add_argument("--preset", nargs="*", type=Path, default=[], help="extra overlay files (e.g. a preset)")
     parser.add_argument("--labelled", default="2 frames/video", help="label fraction shown for two-shot rows")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow store every training logs to (default: sqlite:///OUT/mlruns.db), "
+                             "read back by scripts/compare_runs.py --tracking-uri")
     args = parser.parse_args()
+    args.tracking_uri = args.tracking_uri or f"sqlite:///{Path(args.out).resolve()}/mlruns.db"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     results = {v: [run_variant(v, s, args) for s in args.seeds] for v in args.variants}
     text = table(results, args.labelled)

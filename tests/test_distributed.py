@@ -32,6 +32,7 @@ from stbv_monai.engines.distributed import (
 from stbv_monai.transforms import clip_training_transforms
 
 from conftest import write_disc_dataset
+from mlflow_utils import assert_three_stage_tree
 
 CONFIGS = BUNDLE_ROOT / "configs"
 TINY = REPO_ROOT / "configs" / "presets" / "tiny.yaml"
@@ -140,8 +141,9 @@ def test_two_process_three_stage_run(tmp_path):
     teacher_losses, student_losses = {v for _, v in done[:2]}, {v for _, v in done[2:]}
     assert len(teacher_losses) == 1 and len(student_losses) == 1, done
 
-    # one set of outputs: exactly these files, no per-rank duplicates or leftovers
-    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    # one set of outputs: exactly these files, no per-rank duplicates or leftovers (MLflow's artifact
+    # copies under mlruns/ are checked through MLflow below)
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.relative_to(out).parts[0] != "mlruns")
     expected = sorted(
         [f"models/{m}.pt" for m in ("teacher", "teacher_best", "student", "student_best", "model")]
         + [f"{s}/checkpoints/checkpoint_{c}.pt" for s in ("teacher", "student") for c in ("iteration=2", "final")]
@@ -149,9 +151,14 @@ def test_two_process_three_stage_run(tmp_path):
         + ["pseudo_labels/manifest.json"]
         + [f"evaluation/{f}" for f in ("metrics_per_frame.csv", "metrics_per_video.csv", "metrics_plot.png",
                                        "summary.json")]
+        + [f"evaluation/previews/overlays/vid{i}.gif" for i in range(2)]
+        + ["teacher/losses.png", "student/losses.png", "mlruns.db", "mlflow_run.json"]
     )
     assert written == expected
     assert log.count("saved network to") == 4 and log.count("wrote evaluation reports") == 1
+
+    # one MLflow run tree, written by rank 0: a parent and its four stages
+    assert_three_stage_tree(f"sqlite:///{out}/mlruns.db", iterations=3)
 
     # stage 2 sharded over 2 processes equals stage 2 in 1 process with the same teacher
     single = _single_process_pseudo_labels(data, out / "models" / "teacher.pt", tmp_path / "single")

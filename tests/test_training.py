@@ -11,6 +11,7 @@ import pytest
 import torch
 from ignite.engine import Events
 
+from mlflow_utils import assert_three_stage_tree, run_tree
 from stbv_monai import BUNDLE_ROOT, REPO_ROOT
 from stbv_monai.data import load_datalist
 from stbv_monai.engines import ClipTrainer, TrainCheckpoints, clip_loader, latest_checkpoint
@@ -102,3 +103,24 @@ def test_three_stage_bundle_run_on_tiny_data(disc_dataset, tmp_path):
     summary = json.loads((out / "evaluation" / "summary.json").read_text())
     assert 0.0 <= summary["J&F"] <= 1.0 and summary["n_videos"] == 3
     assert (out / "teacher" / "checkpoints" / "checkpoint_final.pt").is_file()
+
+    # tracked by default in the embedded SQLite store under output_dir
+    store = f"sqlite:///{out}/mlruns.db"
+    assert_three_stage_tree(store, iterations=3)
+
+    # a stage that fails (a training video became unreadable) marks its run and a new parent FAILED
+    (disc_dataset.parent / "images" / "vid2.nii.gz").write_bytes(b"not a nifti file")
+    proc = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "pseudo_label", "--config_file",
+         f"['{BUNDLE_ROOT / 'configs' / 'train.yaml'}','{TINY}']", "--dataset_dir", str(disc_dataset.parent),
+         "--output_dir", str(out), "--pseudo_label_stage#dir", str(tmp_path / "relabel")],
+        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
+    )
+    assert proc.returncode != 0 and "vid2.nii.gz" in proc.stderr
+    _, parents, children = run_tree(store)
+    failed = parents[-1]
+    stages = children[failed.info.run_id]
+    assert len(stages) == 1, [(r.info.run_name, r.info.status, r.data.tags.get("error")) for r in stages]
+    stage = stages[0]
+    assert len(parents) == 2 and failed.info.status == "FAILED" and "vid2.nii.gz" in failed.data.tags["error"]
+    assert stage.info.run_name == "pseudo_label" and stage.info.status == "FAILED"

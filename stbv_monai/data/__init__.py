@@ -11,8 +11,8 @@ from typing import Any
 
 _EXPORTS = {
     "stbv_monai.data.datalist": (
-        "SPLITS", "check_labelled_frames", "check_video_pair", "describe_datalist", "folder_entries", "load_datalist",
-        "load_video_pair",
+        "SPLITS", "check_labelled_frames", "check_video_pair", "describe_datalist", "folder_entries", "labelled_fraction",
+        "load_datalist", "load_video_pair",
     ),
     "stbv_monai.data.dataset": ("SOURCE_GT", "SOURCE_NONE", "SOURCE_PSEUDO", "LoadVideoPaird", "video_dataset"),
     "stbv_monai.data.io": ("Video", "read_mask", "read_video", "video_format", "video_id", "write_mask", "write_video"),

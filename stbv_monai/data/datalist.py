@@ -22,7 +22,7 @@ from monai.data import load_decathlon_datalist
 from stbv_monai.data.io import MIN_FRAMES, count_frames, read_mask, read_video, video_id
 from stbv_monai.errors import InputError
 
-__all__ = ["SPLITS", "describe_datalist", "folder_entries", "load_datalist", "check_labelled_frames", "check_video_pair", "load_video_pair"]
+__all__ = ["SPLITS", "describe_datalist", "folder_entries", "labelled_fraction", "load_datalist", "check_labelled_frames", "check_video_pair", "load_video_pair"]
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +128,13 @@ def load_video_pair(entry: dict[str, Any]) -> dict[str, Any]:
         "image_path": str(entry["image"]),
         "label_path": str(entry["label"]),
     }
+
+
+def labelled_fraction(path: str | os.PathLike, split: str = "training") -> float:
+    """The share of a split's frames that carry an expert mask (two-shot: 2 per video)."""
+    entries = load_datalist(path, split)
+    frames = sum(count_frames(e["image"]) for e in entries)
+    return sum(len(e["labelled_frames"]) for e in entries) / max(frames, 1)
 
 
 def describe_datalist(path: str | os.PathLike) -> dict[str, Any]:

@@ -31,6 +31,7 @@ __all__ = [
     "attach_progress",
     "frame_confidence",
     "read_manifest",
+    "read_summary",
     "score_against_label",
     "summarise_records",
     "video_id",
@@ -54,6 +55,11 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
 def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Student-stage datalist entries from a stage-2 manifest (``image``, ``label``, ``source``...)."""
     return json.loads(Path(path).read_text())["videos"]
+
+
+def read_summary(path: str | os.PathLike) -> dict[str, float]:
+    """The statistics of a stage-2 manifest: frames per source, mean teacher confidence, pseudo J/F/J&F."""
+    return json.loads(Path(path).read_text())["summary"]
 
 
 class PseudoLabeller:

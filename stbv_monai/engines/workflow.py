@@ -44,12 +44,13 @@ def with_handlers(engine: Engine, handlers: Sequence[Any]) -> Engine:
 
 
 def publish(src: str | os.PathLike, dst: str | os.PathLike) -> str:
-    """Copy the network a run ends with to the bundle's deliverable path (atomically)."""
+    """Copy the network a run ends with to the bundle's deliverable path (atomically; rank 0 only)."""
     import shutil
 
     from stbv_monai.data.io import atomic_path
+    from stbv_monai.engines.distributed import is_main_process
 
-    if os.path.abspath(src) != os.path.abspath(dst):
+    if is_main_process() and os.path.abspath(src) != os.path.abspath(dst):
         with atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
     logger.info("final network: %s", dst)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from stbv_monai.handlers.ema_relabel import EMARelabel
 from stbv_monai.handlers.prediction_writer import PredictionWriter
 from stbv_monai.handlers.progress import TrainingProgress
+from stbv_monai.handlers.tracking import StageTracker
 from stbv_monai.handlers.validation import PeriodicValidation
 from stbv_monai.handlers.video_metrics import METRIC_NAMES, VideoMetricsHandler
 
-__all__ = ["EMARelabel", "METRIC_NAMES", "PeriodicValidation", "PredictionWriter", "TrainingProgress", "VideoMetricsHandler"]
+__all__ = ["EMARelabel", "METRIC_NAMES", "PeriodicValidation", "PredictionWriter", "StageTracker", "TrainingProgress", "VideoMetricsHandler"]

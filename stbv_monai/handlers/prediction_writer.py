@@ -31,21 +31,29 @@ class PredictionWriter:
         save_probs: also write probabilities (8-bit, like the frames) next to the masks.
         overlay: ``"mp4"``, ``"gif"`` or ``None``: a movie of the frames with the predicted
             outline (and the ground truth's, in another colour, where the label file has it).
+        save_masks: write the mask videos (``False``: overlays only, e.g. previews of an evaluation).
+        max_videos: write only the first ``max_videos`` videos of each run (``None``: all).
     """
 
-    def __init__(self, output_dir: str | os.PathLike, save_probs: bool = False, overlay: str | None = "mp4") -> None:
+    def __init__(self, output_dir: str | os.PathLike, save_probs: bool = False, overlay: str | None = "mp4",
+                 save_masks: bool = True, max_videos: int | None = None) -> None:
         self.output_dir = Path(output_dir)
         self.save_probs = as_flag(save_probs)
         self.overlay = str(overlay) if as_flag(overlay) else None
+        self.save_masks = as_flag(save_masks)
+        self.max_videos = max_videos
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
+        if self.max_videos is not None and engine.state.iteration > self.max_videos:
+            return
         out = engine.state.output
         name, fmt = out["name"], out["format"]
         spacing = out["spacing"]
-        write_mask(mask_path(self.output_dir / "masks", name, fmt), out["pred"], spacing=spacing)
+        if self.save_masks:
+            write_mask(mask_path(self.output_dir / "masks", name, fmt), out["pred"], spacing=spacing)
         if self.save_probs:
             probs = out["probs"].detach().cpu().numpy()
             write_video(mask_path(self.output_dir / "probs", name, fmt), probs, spacing=spacing)
