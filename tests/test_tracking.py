@@ -125,6 +125,12 @@ def test_three_stage_training_is_tracked_on_a_real_server(disc_dataset, tmp_path
         client, evaluate = tree["client"], tree["children"]["evaluate"]
         local = client.download_artifacts(evaluate.info.run_id, "summary.json", str(tmp_path / "dl"))
         assert json.loads(Path(local).read_text()) == json.loads((out / "evaluation" / "summary.json").read_text())
+        # the comparison reads what the training logged, through the server
+        table = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "compare_runs.py"), "--tracking-uri", uri,
+                                "--out", str(tmp_path / "compare")], capture_output=True, text=True, timeout=300)
+        assert table.returncode == 0, table.stderr[-2000:]
+        jf = 100 * tree["parent"].data.metrics["test_JF"]
+        assert f"| ours | 25.0% | 1 | {jf:.1f} ± 0.0 |" in table.stdout, table.stdout  # 2 of 8 frames labelled
     assert not (out / "mlruns.db").exists()  # everything went to the server
 
 
