@@ -9,3 +9,4 @@ bash scripts/setup_env.sh
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 "$root/.venv/bin/python" -m monai.bundle run training --config_file bundle/configs/train.yaml "$@"
 echo "[main] outputs: $root/outputs/train   dataset: $root/data/synthetic"
+echo "[main] MLflow runs (unless --tracking_uri was given): ${MLFLOW_TRACKING_URI:-sqlite:///$root/outputs/train/mlruns.db}  (README: Experiment tracking)"
