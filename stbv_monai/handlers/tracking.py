@@ -12,8 +12,8 @@ curves become a PNG artifact.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from ignite.engine import Engine, Events
 from monai.handlers import MLFlowHandler
@@ -21,6 +21,23 @@ from monai.handlers import MLFlowHandler
 from stbv_monai.tracking import RunTree
 
 __all__ = ["StageTracker", "scalar_outputs"]
+
+_INERT_URI = "http://127.0.0.1:9"  # never contacted: the handler logs through its RunTree's client
+
+
+@contextmanager
+def _inert_client() -> Iterator[None]:
+    """Let ``MLFlowHandler.__init__`` build its (unused) client without touching a store.
+
+    It prefers ``MLFLOW_TRACKING_URI``; a SQLite store there would be opened, migrated and created
+    eagerly (seconds, and on every process under torchrun, racing rank 0).
+    """
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
 
 
 def scalar_outputs(output: Any) -> dict[str, float] | None:
@@ -47,8 +64,9 @@ class StageTracker(MLFlowHandler):
 
     def __init__(self, tree: RunTree, every: int = 1, plot_path: str | os.PathLike | None = None) -> None:
         every = max(int(every), 1)
-        super().__init__(tracking_uri=tree.uri or "http://127.0.0.1:9", iteration_log=lambda _, i: i % every == 0,
-                         epoch_log=False, output_transform=scalar_outputs, optimizer_param_names="lr")
+        with _inert_client():
+            super().__init__(tracking_uri=_INERT_URI, iteration_log=lambda _, i: i % every == 0,
+                             epoch_log=False, output_transform=scalar_outputs, optimizer_param_names="lr")
         self.tree, self.plot_path = tree, plot_path
         self.history: dict[str, list[tuple[int, float]]] = {}
         self._logged_metrics: dict[str, float] = {}
