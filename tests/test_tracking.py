@@ -79,7 +79,8 @@ def test_resume_continues_the_recorded_parent_and_a_new_run_does_not(tmp_path):
     first = _tree(tmp_path)
     first.stage("teacher", lambda: None)
     parent_id = first.parent_id
-    first.end()
+    first._open_child("killed")  # a stage whose process was killed: its run stays RUNNING
+    first.client.set_terminated(parent_id, "KILLED")
     resumed = _tree(tmp_path)
     assert resumed.begin(resume=True) == parent_id
     resumed.stage("student", lambda: None)
@@ -89,7 +90,8 @@ def test_resume_continues_the_recorded_parent_and_a_new_run_does_not(tmp_path):
     fresh.end()
     _, parents, children = run_tree(f"sqlite:///{tmp_path}/mlruns.db")
     assert len(parents) == 2 and {p.info.status for p in parents} == {"FINISHED"}
-    assert [r.info.run_name for r in children[parent_id]] == ["teacher", "student"]
+    assert [(r.info.run_name, r.info.status) for r in children[parent_id]] == [
+        ("teacher", "FINISHED"), ("killed", "KILLED"), ("student", "FINISHED")]
 
 
 def test_tracking_off_writes_nothing(tmp_path):

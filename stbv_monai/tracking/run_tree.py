@@ -124,6 +124,7 @@ class RunTree:
                 "mlflow.source.git.commit": commit} if commit else {})}
         previous = self._recorded(uri) if resume else None
         if previous:
+            _end_orphans(client, self.experiment_id, previous)
             client.update_run(previous, status="RUNNING")
             self._parent_params = set(client.get_run(previous).data.params)
             self.parent_id = previous
@@ -275,6 +276,13 @@ class RunTree:
                                type(exc).__name__, exc)
             self.client, self.parent_id, self.child_id, self.enabled = None, None, None, False
             return None
+
+
+def _end_orphans(client: Any, experiment_id: str, parent_id: str) -> None:
+    """Stage runs a killed process left RUNNING under ``parent_id`` become KILLED (the resumed stage gets a new one)."""
+    query = f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'RUNNING'"
+    for run in client.search_runs([experiment_id], filter_string=query):
+        client.set_terminated(run.info.run_id, "KILLED")
 
 
 def _evaluate_params(sources: Mapping[str, Any]) -> dict[str, str]:
