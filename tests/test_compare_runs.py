@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import pytest
 pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
 
+from mlflow_utils import free_port  # noqa: E402
 from stbv_monai.errors import InputError  # noqa: E402
 from stbv_monai.tracking.compare import aggregate, collect_runs  # noqa: E402
 
@@ -132,10 +132,7 @@ def test_missing_experiment(stores: dict[str, str], tmp_path: Path) -> None:
 
 
 def test_unreachable_server_fails_fast() -> None:
-    with socket.socket() as sock:  # a port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    uri = f"http://127.0.0.1:{port}"
+    uri = f"http://127.0.0.1:{free_port()}"  # a port nothing listens on
     start = time.monotonic()
     with pytest.raises(InputError) as info:  # in-process: the CLI's one-line report is tested above
         collect_runs([uri], "stbv-monai")

@@ -130,11 +130,18 @@ def load_video_pair(entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def labelled_fraction(path: str | os.PathLike, split: str = "training") -> float:
-    """The share of a split's frames that carry an expert mask (two-shot: 2 per video)."""
+def _split_counts(path: str | os.PathLike, split: str) -> dict[str, Any]:
+    """Videos, frames (from the headers) and labelled frames of one split."""
     entries = load_datalist(path, split)
     frames = sum(count_frames(e["image"]) for e in entries)
-    return sum(len(e["labelled_frames"]) for e in entries) / max(frames, 1)
+    labelled = sum(len(e["labelled_frames"]) for e in entries)
+    return {"videos": len(entries), "frames": frames, "labelled_frames": labelled,
+            "labelled_fraction": labelled / max(frames, 1)}
+
+
+def labelled_fraction(path: str | os.PathLike, split: str = "training") -> float:
+    """The share of a split's frames that carry an expert mask (two-shot: 2 per video)."""
+    return _split_counts(path, split)["labelled_fraction"]
 
 
 def describe_datalist(path: str | os.PathLike) -> dict[str, Any]:
@@ -144,13 +151,9 @@ def describe_datalist(path: str | os.PathLike) -> dict[str, Any]:
     for split in SPLITS:
         if split not in raw:
             continue
-        entries = load_datalist(path, split)
-        frames = sum(count_frames(e["image"]) for e in entries)
-        labelled = sum(len(e["labelled_frames"]) for e in entries)
-        summary[split] = {"videos": len(entries), "frames": frames, "labelled_frames": labelled,
-                          "labelled_fraction": labelled / max(frames, 1)}
-        logger.info("%s: %d videos, %d frames, %d labelled (%.1f%%)", split, len(entries), frames, labelled,
-                    100.0 * labelled / max(frames, 1))
+        summary[split] = counts = _split_counts(path, split)
+        logger.info("%s: %d videos, %d frames, %d labelled (%.1f%%)", split, counts["videos"], counts["frames"],
+                    counts["labelled_frames"], 100.0 * counts["labelled_fraction"])
     return summary
 
 
