@@ -95,7 +95,7 @@ def test_resume_continues_the_recorded_parent_and_a_new_run_does_not(tmp_path):
 
 
 def test_tracking_off_writes_nothing(tmp_path):
-    tree = _tree(tmp_path, enabled="false")
+    tree = _tree(tmp_path, enabled=False)
     assert tree.stage("teacher", lambda: 7) == 7
     assert not tree.active and not (tmp_path / "mlruns.db").exists() and not (tmp_path / "out").exists()
 

@@ -37,7 +37,6 @@ from monai.data.utils import set_rnd
 from monai.utils import MAX_SEED
 from torch.utils.data import Dataset, DistributedSampler
 
-from stbv_monai.config import as_flag
 
 __all__ = [
     "ReduceLosses",
@@ -167,7 +166,6 @@ def ddp(module: torch.nn.Module, device: torch.device | str, compile: bool = Fal
     The flags may be strings from the command line (``--compile false``), read as such.
     """
     device = torch.device(device)
-    compile, find_unused_parameters, sync_bn = (as_flag(v) for v in (compile, find_unused_parameters, sync_bn))
     if sync_bn:
         if device.type != "cuda":
             raise ValueError("sync_bn needs GPUs: SyncBatchNorm does not run on the CPU")

@@ -18,7 +18,6 @@ from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys as Keys
 
-from stbv_monai.config import as_flag
 from stbv_monai.losses import SegmentationLoss, STCSLoss
 
 __all__ = ["ClipTrainer"]
@@ -48,7 +47,7 @@ class ClipTrainer(SupervisedTrainer):
         super().__init__(loss_function=seg_loss, amp=False, **kwargs)
         self.stcs_loss = stcs_loss
         self.batch_transform = batch_transform
-        self.use_amp = as_flag(amp)
+        self.use_amp = amp
 
     def _iteration(self, engine: ClipTrainer, batchdata: Mapping[str, Any]) -> dict[str, Any]:  # type: ignore[override]
         batch = {k: v.to(engine.state.device, non_blocking=engine.non_blocking) for k, v in batchdata.items()

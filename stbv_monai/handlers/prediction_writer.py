@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from ignite.engine import Engine, Events
 
-from stbv_monai.config import as_flag
 from stbv_monai.data.io import write_mask, write_video
+from stbv_monai.errors import InputError
 from stbv_monai.visualize import overlay_frames, write_overlay
 
 __all__ = ["PredictionWriter", "mask_path"]
@@ -38,9 +38,9 @@ class PredictionWriter:
     def __init__(self, output_dir: str | os.PathLike, save_probs: bool = False, overlay: str | None = "mp4",
                  save_masks: bool = True, max_videos: int | None = None) -> None:
         self.output_dir = Path(output_dir)
-        self.save_probs = as_flag(save_probs)
-        self.overlay = str(overlay) if as_flag(overlay) else None
-        self.save_masks = as_flag(save_masks)
+        self.save_probs = save_probs
+        self.overlay = _overlay_format(overlay)
+        self.save_masks = save_masks
         self.max_videos = max_videos
 
     def attach(self, engine: Engine) -> None:
@@ -61,3 +61,12 @@ class PredictionWriter:
             rgb = overlay_frames(out["frames"], out["pred"], gt=out.get("gt"))
             write_overlay(self.output_dir / "overlays" / f"{name}.{self.overlay}", rgb)
         logger.debug("wrote predictions of %s", name)
+
+
+def _overlay_format(overlay: str | bool | None) -> str | None:
+    """``"mp4"``/``"gif"``, or ``None`` for no overlay (``false``/``none`` from the command line too)."""
+    if overlay is None or overlay is False or str(overlay).strip().lower() in ("false", "none", "null", "off", "0", ""):
+        return None
+    if str(overlay) not in ("mp4", "gif"):
+        raise InputError("--overlay", f"expected mp4, gif or false, got {overlay!r}")
+    return str(overlay)
