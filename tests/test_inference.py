@@ -207,6 +207,27 @@ def test_deterministic_restores_mode_and_respects_device():
         propagate(tiny().to("meta"), frames, refs)
 
 
+def test_network_runs_at_its_training_resolution_whatever_the_video_size():
+    net = tiny()
+    net.training_size.copy_(torch.tensor([32, 32]))
+    small = torch.rand(6, 32, 32)
+    big = F.interpolate(small[None], size=(64, 96), mode="bilinear", align_corners=False)[0]
+    ref_small = block_mask(1, 0)
+    ref_big = F.interpolate(ref_small[None, None], size=(64, 96), mode="nearest")[0, 0]
+    stats = PropagationStats()
+    out_big = propagate(net, big, {0: ref_big}, stats=stats)
+    assert stats.network_size == (32, 32) and out_big.shape == (6, 64, 96)
+    assert torch.equal(out_big[0], ref_big)  # the reference keeps its native mask
+    out_small = propagate(net, small, {0: ref_small})
+    back = F.interpolate(out_big[None], size=(32, 32), mode="area")[0]
+    assert (back[1:] - out_small[1:]).abs().mean() < 0.05  # the same prediction, at either storage size
+    native = PropagationStats()
+    propagate(net, big, {0: ref_big}, size=(64, 96), stats=native)  # an explicit size wins
+    assert native.network_size == (64, 96)
+    with pytest.raises(InputError, match="size"):
+        propagate(net, big, {0: ref_big}, size=(0, 0))
+
+
 def test_amp_runs_on_cpu():
     out = propagate(tiny(), torch.rand(3, 32, 32), {0: block_mask(0, 0)}, amp=True)
     assert out.dtype == torch.float32 and torch.isfinite(out).all()

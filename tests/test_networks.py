@@ -23,6 +23,7 @@ from stbv_monai.networks import (
     soft_aggregate,
     top_k_readout,
 )
+from stbv_monai.networks.stcn import TRAINING_SIZE_KEY
 from stbv_monai.networks.synthetic_weights import seeded_state_dict
 
 TINY = dict(key_backbone="resnet18", key_width=8, value_width=8, key_dim=8, value_dim=16, decoder_dims=(16, 8, 8))
@@ -60,7 +61,8 @@ def test_shapes_per_size_and_backbone(name, kwargs, c16):
 def test_default_is_paper_size_and_presets():
     n_params = sum(p.numel() for p in STCN().parameters())
     assert 54.0e6 < n_params < 55.0e6
-    assert len(STCN().state_dict()) == 405
+    names = [k for k in STCN().state_dict() if k != TRAINING_SIZE_KEY]
+    assert len(names) == 405  # STCN's own entries, plus the recorded training resolution
     small = sum(p.numel() for p in build_network("stcn_small").parameters())
     assert small < 5e6
     with pytest.raises(ValueError):
@@ -199,10 +201,12 @@ def _outputs(net: STCN) -> torch.Tensor:
 
 def test_load_own_checkpoint_round_trip(tmp_path):
     src, dst = tiny(seed=1), tiny(seed=2)
+    getattr(src, TRAINING_SIZE_KEY).copy_(torch.tensor([32, 48]))  # trained at 32x48: the file says so
     path = tmp_path / "own.pt"
     torch.save({"network": {f"module.{k}": v for k, v in src.state_dict().items()}, "epoch": 3}, path)
     report = load_pretrained(dst, path, strict=True)
     assert report.format == "stcn" and len(report.loaded) == len(src.state_dict())
+    assert dst.trained_at() == (32, 48)
     assert not (report.missing or report.unexpected or report.mismatched or report.adapted)
     assert torch.equal(_outputs(src), _outputs(dst))
 
@@ -271,7 +275,8 @@ def test_mismatch_report_lists_keys_by_name():
     del sd["key_comp.bias"]
     report = load_pretrained(dst, sd)
     assert report.mismatched == [("decoder.pred.weight", (1, 3, 3, 3), tuple(dst.decoder.pred.weight.shape))]
-    assert report.unexpected == ["extra.weight"] and report.missing == ["key_comp.bias", "decoder.pred.weight"]
+    assert report.unexpected == ["extra.weight"]
+    assert report.missing == [TRAINING_SIZE_KEY, "key_comp.bias", "decoder.pred.weight"]  # src records no size
     with pytest.raises(InputError, match="strict"):
         load_pretrained(dst, sd, strict=True)
 

@@ -6,7 +6,9 @@ into STCN's object probability (soft aggregation with background); a frame at di
 ``d`` from the reference with ``d % mem_every == 0`` is value-encoded and memorised, unless it
 is the last frame of the pass. For a reference at frame 0 this is STCN's rule
 ``ti % mem_every == 0``. Frames are ImageNet-normalised (grayscale repeated x3), padded to
-a multiple of 16 as STCN does, and the probabilities cropped back.
+a multiple of 16 as STCN does, and the probabilities cropped back. Videos of another size than
+the network's training resolution are resized to it and the probabilities back
+(:mod:`stbv_monai.inference.scale`).
 
 Which reference segments which frame is decided by :mod:`stbv_monai.inference.schedule`
 (nearest reference in time, ties to the earlier one), so each frame is propagated once.
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 
 import torch
@@ -29,6 +31,7 @@ import torch.nn as nn
 from stbv_monai.errors import InputError
 from stbv_monai.inference.checks import check_frames, check_references, check_settings
 from stbv_monai.inference.memory_bank import MemoryBank
+from stbv_monai.inference.scale import resize_frames, resize_references, resolve_size
 from stbv_monai.inference.schedule import Pass, plan_passes
 from stbv_monai.networks.memory_ops import object_probability
 from stbv_monai.networks.preprocess import normalize_frames, pad_to_multiple, unpad
@@ -53,6 +56,7 @@ class PropagationStats:
         n_value_encodings: value-encoder calls (references + memorised frames).
         n_zero_frames: frames set to zero because their reference mask is empty.
         max_memory_frames: the most frames any pass held in memory.
+        network_size: the ``(H, W)`` the network ran at (the video's own, or its training resolution).
     """
 
     n_frames: int = 0
@@ -63,6 +67,7 @@ class PropagationStats:
     n_value_encodings: int = 0
     n_zero_frames: int = 0
     max_memory_frames: int = 0
+    network_size: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ def propagate(
     bidirectional: bool = True,
     max_memory_frames: int | None = None,
     amp: bool = False,
+    size: Sequence[int] | None = None,
     progress: ProgressFn | None = None,
     stats: PropagationStats | None = None,
 ) -> torch.Tensor:
@@ -102,6 +108,9 @@ def propagate(
         max_memory_frames: bound the memory (reference + most recent memorised frames, FIFO),
             so long videos keep a flat memory and cost; ``None``: unbounded, as STCN.
         amp: run under ``torch.autocast`` for the frames' device type (for GPUs).
+        size: ``(H', W')`` to run the network at; ``None``: the resolution the network records
+            it was trained at (``STCN.trained_at()``), or the video's own when it records none.
+            Frames and references are resized to it and the probabilities back to ``(H, W)``.
         progress: called as ``progress(done, total)`` after each propagated frame.
         stats: a :class:`PropagationStats` to fill.
 
@@ -121,7 +130,17 @@ def propagate(
     network = _unwrap(model, frames.device)
     stats = _reset(stats if stats is not None else PropagationStats(), frames.shape[0], len(refs))
     settings = _Settings(int(mem_every), None if top_k is None else int(top_k), max_memory_frames)
-    out = _propagate(network, frames, refs, settings, bidirectional, amp, progress, stats)
+    native = tuple(frames.shape[-2:])
+    work = resolve_size(size if size is not None else _trained_at(network), native)
+    stats.network_size = work or native
+    if work is None:
+        out = _propagate(network, frames, refs, settings, bidirectional, amp, progress, stats)
+    else:
+        small = _propagate(network, resize_frames(frames, work), resize_references(refs, work), settings,
+                           bidirectional, amp, progress, stats)
+        out = resize_frames(small, native)
+        for t, mask in refs.items():
+            out[t] = mask
     logger.debug("propagate: %s", stats)
     return out.clone()  # outside inference mode: an ordinary tensor
 
@@ -160,7 +179,7 @@ def _propagate(
 
 def _reset(stats: PropagationStats, n_frames: int, n_references: int) -> PropagationStats:
     for f in fields(stats):
-        setattr(stats, f.name, 0)
+        setattr(stats, f.name, f.default)
     stats.n_frames, stats.n_references = int(n_frames), int(n_references)
     return stats
 
@@ -206,6 +225,11 @@ def _run_pass(
             bank.add(feats.key, network.encode_value(x, feats.f16, prob))
             stats.n_value_encodings += 1
         yield t, unpad(prob, pad)[0, 0].float()
+
+
+def _trained_at(network: nn.Module) -> tuple[int, int] | None:
+    trained_at = getattr(network, "trained_at", None)
+    return trained_at() if callable(trained_at) else None
 
 
 def _unwrap(model: nn.Module, device: torch.device) -> nn.Module:

@@ -14,6 +14,9 @@ Two formats are recognised by their key names:
   value encoder. The value encoder's convolution biases (ImageNet ResNets have none) stay
   as initialised and are listed as missing.
 
+Our own files also hold ``training_size``, the resolution the weights were trained at; files
+without it (official STCN, older ones) keep the model's configured value and list it as missing.
+
 Nothing is dropped silently: the returned :class:`LoadReport` lists loaded, missing,
 unexpected, shape-mismatched, adapted and dropped keys, and a summary is logged. A
 checkpoint for another architecture (STCN format: less than half of its tensors fit;
@@ -31,6 +34,7 @@ import torch
 import torch.nn as nn
 
 from stbv_monai.errors import InputError
+from stbv_monai.networks.stcn import TRAINING_SIZE_KEY
 
 __all__ = ["LoadReport", "load_pretrained", "read_state_dict"]
 
@@ -189,6 +193,8 @@ def _match_by_name(
         if name not in own:
             report.unexpected.append(name)
             continue
+        if name == TRAINING_SIZE_KEY and int(value.min()) <= 0:
+            continue  # "not recorded": keep the model's own (configured) value
         fitted = _fit(name, value, own[name])
         if fitted is None:
             report.mismatched.append((name, tuple(value.shape), tuple(own[name].shape)))
@@ -252,7 +258,7 @@ def _mismatch_message(report: LoadReport, used: int, considered: int) -> str:
 
 
 def _check_strict(report: LoadReport) -> None:
-    missing = [k for k in report.missing if not k.endswith("num_batches_tracked")]
+    missing = [k for k in report.missing if not k.endswith("num_batches_tracked") and k != TRAINING_SIZE_KEY]
     if missing or report.unexpected or report.mismatched:
         raise InputError(
             report.source,
@@ -273,6 +279,7 @@ def _log_report(report: LoadReport) -> None:
     ):
         if names:
             expected = report.format == "imagenet" and title.startswith("missing")  # decoder etc.
+            expected = expected or names == [TRAINING_SIZE_KEY]  # not recorded: the caller says what it uses
             quiet = expected or title.startswith(("adapted", "dropped"))
             level = logging.INFO if quiet else logging.WARNING
             logger.log(level, "%s: %d key(s): %s", title, len(names), ", ".join(names))

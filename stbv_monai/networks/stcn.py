@@ -19,7 +19,10 @@ from stbv_monai.networks.blocks import KeyProjection
 from stbv_monai.networks.decoder import Decoder
 from stbv_monai.networks.encoders import KeyEncoder, ValueEncoder
 
-__all__ = ["STCN", "KeyFeatures", "PRESETS", "build_network"]
+__all__ = ["STCN", "KeyFeatures", "PRESETS", "TRAINING_SIZE_KEY", "build_network"]
+
+#: State-dict entry (an int64 ``(2,)`` buffer) holding the ``(H, W)`` the weights were trained at.
+TRAINING_SIZE_KEY = "training_size"
 
 
 # Functional NamedTuple syntax: real (not string) field types, which TorchScript needs.
@@ -77,6 +80,9 @@ class STCN(nn.Module):
         decoder_dims: channels after ``compress``, ``up_16_8``, ``up_8_4`` (512, 256, 256).
         mask_channels: 2 (mask + other-objects mask, STCN's 5-channel value input) or 1.
         cbam_reduction: CBAM reduction ratio in the value fusion block (16 in STCN).
+        training_size: the frame size ``(H, W)`` the weights are trained at; ``None``: unknown.
+            It is a buffer, so it travels inside every saved state dict, and
+            :func:`~stbv_monai.inference.propagate` resizes videos to it (see :meth:`trained_at`).
     """
 
     def __init__(
@@ -89,6 +95,7 @@ class STCN(nn.Module):
         decoder_dims: Sequence[int] = (512, 256, 256),
         mask_channels: int = 2,
         cbam_reduction: int = 16,
+        training_size: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.key_encoder = KeyEncoder(key_backbone, key_width)
@@ -99,6 +106,13 @@ class STCN(nn.Module):
         self.decoder = Decoder(2 * value_dim, c8, c4, decoder_dims)
         self.key_dim = key_dim
         self.value_dim = value_dim
+        size = [0, 0] if training_size is None else [int(v) for v in training_size]
+        self.register_buffer(TRAINING_SIZE_KEY, torch.tensor(size, dtype=torch.int64))
+
+    def trained_at(self) -> tuple[int, int] | None:
+        """The ``(H, W)`` the weights were trained at, or ``None`` when not recorded (official checkpoints)."""
+        size = tuple(int(v) for v in getattr(self, TRAINING_SIZE_KEY).tolist())
+        return None if min(size) <= 0 else (size[0], size[1])
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> STCN:
@@ -182,7 +196,11 @@ class STCN(nn.Module):
         )
 
 
-def build_network(name: str = "stcn", **kwargs: Any) -> STCN:
-    """Factory for bundle configs, e.g. ``build_network("stcn_small")`` or
-    ``build_network("stcn", key_backbone="resnext50")``; ``kwargs`` override the preset's arguments."""
-    return STCN.from_preset(name, **kwargs)
+def build_network(name: str = "stcn", training_size: Sequence[int] | None = None, **kwargs: Any) -> STCN:
+    """Factory for bundle configs, e.g. ``build_network("stcn_small", training_size=[128, 128])`` or
+    ``build_network("stcn", key_backbone="resnext50")``; ``kwargs`` override the preset's arguments.
+
+    ``training_size`` is the resolution the network is (or was) trained at; a checkpoint that
+    records its own replaces it when loaded.
+    """
+    return STCN.from_preset(name, training_size=training_size, **kwargs)
