@@ -25,7 +25,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "bundle" / "configs" / "train.yaml"
-COLUMNS = (("J&F", "J&F"), ("J", "J"), ("F", "F"), ("DSC", "Dice"), ("HD95", "HD95"))
+COLUMNS = (("J&F", "J&F"), ("J", "J"), ("F", "F"), ("DSC", "Dice"), ("HD95", "HD95"),
+           ("J&F first frame", "first_frame.J&F"), ("DSC first frame", "first_frame.Dice"))
 LABELLED = {"full_supervision": "100%"}
 
 logger = logging.getLogger("paper_table")
@@ -67,6 +68,13 @@ def run_variant(variant: str, seed: int, args: argparse.Namespace) -> dict:
     return json.loads(summary.read_text())
 
 
+def _value(summary: dict, key: str) -> float:
+    """``summary[key]``; ``first_frame.J&F`` reads the first-frame section (NaN for older runs without it)."""
+    for part in key.split("."):
+        summary = summary.get(part, float("nan")) if isinstance(summary, dict) else float("nan")
+    return summary
+
+
 def table(results: dict[str, list[dict]], labelled: str) -> str:
     """Markdown rows: variant, labelled fraction, mean ± std over seeds of J&F, J, F, DSC, HD95."""
     head = "| method | labelled data | seeds | " + " | ".join(c for c, _ in COLUMNS) + " |"
@@ -74,7 +82,7 @@ def table(results: dict[str, list[dict]], labelled: str) -> str:
     for variant, runs in results.items():
         cells = []
         for name, key in COLUMNS:
-            vals = np.array([r[key] for r in runs], dtype=float) * (1 if key == "HD95" else 100)
+            vals = np.array([_value(r, key) for r in runs], dtype=float) * (1 if key == "HD95" else 100)
             cells.append(f"{vals.mean():.1f} ± {vals.std(ddof=1) if len(vals) > 1 else 0:.1f}")
         lines.append(f"| {variant} | {LABELLED.get(variant, labelled)} | {len(runs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -41,7 +41,7 @@ def _log(client: MlflowClient, exp: str, variant: str, seed: int, jf: float, *, 
     run_id = client.create_run(exp, start_time=T0 + start, tags=tags).info.run_id
     client.log_param(run_id, "labelled_fraction", fraction)
     for key, value in {"test_JF": jf, "test_J": jf - 0.05, "test_F": jf + 0.05, "test_dice": jf + 0.02,
-                       "test_hd95": hd95}.items():
+                       "test_hd95": hd95, "test_first_JF": jf - 0.1}.items():
         client.log_metric(run_id, key, value)
     client.set_terminated(run_id, status=status, end_time=T0 + start + 1000)
     return run_id
@@ -74,7 +74,7 @@ def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 def test_table_from_runs(stores: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "cmp"
-    proc = _run("--tracking-uri", stores["main"], "--out", str(out))
+    proc = _run("--tracking-uri", stores["main"], "--out", str(out), "--protocol", "labelled")
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     assert rows[0] == "| method | labelled | seeds | J&F | J | F | DSC | HD95 |"
@@ -102,6 +102,16 @@ def test_table_from_runs(stores: dict[str, str], tmp_path: Path) -> None:
     assert float(vanilla["HD95_std"]) == pytest.approx(2.8284, abs=1e-3)
     assert float(table["ours"]["JF_mean"]) == pytest.approx(82.0)
     assert not list(out.glob(".tmp-*")), "temporary files left behind"
+
+
+def test_both_protocols_by_default(stores: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    proc = _run("--tracking-uri", stores["main"], "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "two labelled frames as references" in proc.stdout and "first frame where the lesion appears" in proc.stdout
+    first = [line for line in (out / "table_first_frame.md").read_text().splitlines() if line.startswith("| vanilla")]
+    assert first == ["| vanilla | 2.0% | 2 | 65.0 ± 7.1 | – | – | – | – |"]  # only test_first_JF was logged
+    assert (out / "table.md").is_file() and (out / "table_first_frame.png").is_file()
 
 
 def test_stores_are_merged(stores: dict[str, str]) -> None:

@@ -9,18 +9,19 @@ import pytest
 import torch
 from ignite.engine import Engine
 
-from stbv_monai.data import load_datalist, read_mask, read_video, write_mask
+from stbv_monai.data import load_datalist, read_mask, read_video, write_mask, write_video
 from stbv_monai.engines import (
     PseudoLabeller,
     VideoEvaluator,
     copy_predictor,
     folder_predictor,
+    choose_references,
     read_manifest,
-    reference_frames,
 )
 from stbv_monai.engines.workflow import run_engine
 from stbv_monai.errors import InputError
 from stbv_monai.handlers import PredictionWriter, VideoMetricsHandler
+from conftest import disc_video
 
 
 def _oracle(frames, refs, entry):
@@ -56,11 +57,33 @@ def test_folder_predictions_scored_like_a_model(disc_dataset, tmp_path):
         run_engine(VideoEvaluator(folder_predictor(tmp_path)), entries, [VideoMetricsHandler()])
 
 
-def test_first_frame_protocol_uses_one_reference():
-    assert reference_frames([6, 1], "first_frame") == [1]
-    assert reference_frames([6, 1], "labelled") == [1, 6]
+def test_first_frame_protocol_is_the_lesions_first_appearance():
+    label = np.zeros((8, 4, 4), np.uint8)
+    label[3:, 1, 1] = 1  # the lesion enters the view at frame 3; frames 1 and 6 are labelled
+    first = choose_references([6, 1], "first_frame", label)
+    assert (first.frames, first.excluded, first.rule) == ([3], [0, 1, 2], "first_lesion_frame")
+    assert choose_references([6, 1], "labelled", label).frames == [1, 6]
+    sparse = np.zeros_like(label)
+    sparse[[1, 6], 1, 1] = 1  # a label file with only the labelled frames: the first labelled frame, said so
+    fallback = choose_references([6, 1], "first_frame", sparse)
+    assert (fallback.frames, fallback.excluded, fallback.rule) == ([1], [0], "first_labelled_frame")
     with pytest.raises(InputError, match="unknown protocol"):
-        reference_frames([1], "davis")
+        choose_references([1], "davis")
+
+
+def test_first_frame_protocol_scores_from_the_lesions_first_frame(tmp_path):
+    frames, mask = disc_video(10, 32)
+    mask[:4] = 0  # the lesion appears at frame 4
+    write_video(tmp_path / "v.nii.gz", frames)
+    write_mask(tmp_path / "m.nii.gz", mask)
+    entry = {"image": str(tmp_path / "v.nii.gz"), "label": str(tmp_path / "m.nii.gz"), "labelled_frames": [2, 8]}
+    handler = VideoMetricsHandler(output_dir=tmp_path / "eval")
+    run_engine(VideoEvaluator(copy_predictor(), protocol="first_frame"), [entry], [handler])
+    (video,) = handler.results
+    assert video.reference_frames == (4,) and video.excluded_frames == (0, 1, 2, 3)
+    assert video.reference_rule == "first_lesion_frame" and video.n_frames == 10 - 5
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["reference_rules"] == {"first_lesion_frame": 1}
 
 
 def test_prediction_writer_keeps_the_format_family_and_writes_an_overlay(disc_dataset, tmp_path):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from stbv_monai.engines.evaluator import (
     PROTOCOLS,
+    ProtocolReferences,
     VideoEvaluator,
+    choose_references,
     copy_predictor,
     folder_predictor,
     network_predictor,
-    reference_frames,
 )
 from stbv_monai.engines.pseudo_label import PseudoLabeller, read_manifest, video_id
 from stbv_monai.engines.stages import SaveNetwork, TrainCheckpoints, clip_loader, latest_checkpoint, run_stage, unwrap
@@ -16,6 +17,8 @@ from stbv_monai.engines.trainer import ClipTrainer
 
 __all__ = [
     "PROTOCOLS",
+    "ProtocolReferences",
+    "choose_references",
     "ClipTrainer",
     "SaveNetwork",
     "TrainCheckpoints",
@@ -29,6 +32,5 @@ __all__ = [
     "folder_predictor",
     "network_predictor",
     "read_manifest",
-    "reference_frames",
     "video_id",
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -27,27 +28,56 @@ from stbv_monai.errors import InputError
 
 __all__ = [
     "PROTOCOLS",
+    "ProtocolReferences",
     "VideoEvaluator",
+    "choose_references",
     "copy_predictor",
     "folder_predictor",
     "network_predictor",
-    "reference_frames",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: ``labelled``: every labelled frame is a reference (two-shot); ``first_frame``: only the first one.
+#: ``labelled``: every labelled frame is a reference (two-shot); ``first_frame``: DAVIS's
+#: semi-supervised protocol, the ground truth of the first frame where the lesion appears.
 PROTOCOLS = ("labelled", "first_frame")
 
 Predictor = Callable[[torch.Tensor, Mapping[int, torch.Tensor], Mapping[str, Any]], torch.Tensor]
 
 
-def reference_frames(labelled: Sequence[int], protocol: str) -> list[int]:
-    """The frames given as references under ``protocol``."""
+@dataclass(frozen=True)
+class ProtocolReferences:
+    """The frames a protocol gives as references, the frames it leaves unscored, and the rule used.
+
+    ``rule``: ``labelled_frames``; ``first_lesion_frame`` (DAVIS); or ``first_labelled_frame``, the
+    fallback when the label file holds only the labelled frames, so the lesion's first appearance
+    is unknown.
+    """
+
+    frames: list[int]
+    excluded: list[int]
+    rule: str
+
+
+def choose_references(labelled: Sequence[int], protocol: str, label: np.ndarray | None = None) -> ProtocolReferences:
+    """Pick the references of one video under ``protocol``.
+
+    ``first_frame`` follows DAVIS and the paper's eq. 1: the reference is the first frame whose
+    ground truth shows the lesion, and the frames before it are not scored (the method learns of
+    the lesion only there). That needs a label file with every frame; when every non-empty label
+    frame is a labelled one, the first labelled frame is used instead and ``rule`` says so.
+    """
     if protocol not in PROTOCOLS:
         raise InputError("protocol", f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     frames = sorted(int(t) for t in labelled)
-    return frames[:1] if protocol == "first_frame" else frames
+    if protocol == "labelled":
+        return ProtocolReferences(frames, [], "labelled_frames")
+    present = [] if label is None else np.flatnonzero(label.reshape(len(label), -1).any(axis=1)).tolist()
+    if any(t not in set(frames) for t in present):
+        first, rule = int(present[0]), "first_lesion_frame"
+    else:
+        first, rule = frames[0], "first_labelled_frame"
+    return ProtocolReferences([first], list(range(first)), rule)
 
 
 def network_predictor(network: torch.nn.Module, show_frames: bool = False, **propagate_kwargs: Any) -> Predictor:
@@ -119,7 +149,8 @@ class VideoEvaluator(Engine):
     """Segment one datalist entry per iteration; handlers consume ``engine.state.output``.
 
     ``state.output`` holds ``name``, ``probs`` (T, H, W) float tensor, ``pred`` and ``gt`` (T, H, W)
-    uint8 arrays, ``references`` (frame indices), ``spacing`` (or ``None``), ``frames`` (T, H, W)
+    uint8 arrays, ``references`` and ``excluded`` (frame indices), ``reference_rule`` (see
+    :class:`ProtocolReferences`), ``spacing`` (or ``None``), ``frames`` (T, H, W)
     float array, ``image_path`` and ``format`` (the input's format family).
 
     Args:
@@ -132,7 +163,7 @@ class VideoEvaluator(Engine):
     def __init__(self, predictor: Predictor, device: torch.device | str = "cpu", protocol: str = "labelled",
                  threshold: float = 0.5) -> None:
         super().__init__(self._iteration)
-        reference_frames([0], protocol)  # validate early
+        choose_references([0], protocol)  # validate early
         self.predictor = predictor
         self.device = torch.device(device)
         self.protocol = protocol
@@ -140,7 +171,11 @@ class VideoEvaluator(Engine):
 
     def _iteration(self, engine: Engine, entry: Mapping[str, Any]) -> dict[str, Any]:
         pair = load_video_pair(dict(entry))
-        refs = reference_frames(pair["labelled_frames"], self.protocol)
+        choice = choose_references(pair["labelled_frames"], self.protocol, pair["label"])
+        refs = choice.frames
+        if choice.rule == "first_labelled_frame":
+            logger.info("%s: the label file holds only the labelled frames, so the first-frame protocol uses the "
+                        "first labelled frame (%d), not the lesion's first appearance", entry["image"], refs[0])
         frames = torch.from_numpy(pair["image"]).to(self.device)
         masks = {t: torch.from_numpy(pair["label"][t]).to(self.device, torch.float32) for t in refs}
         probs = self.predictor(frames, masks, entry).float()
@@ -150,6 +185,8 @@ class VideoEvaluator(Engine):
             "pred": (probs > self.threshold).to(torch.uint8).cpu().numpy(),
             "gt": pair["label"],
             "references": refs,
+            "excluded": choice.excluded,
+            "reference_rule": choice.rule,
             "spacing": pair["spacing"],
             "frames": pair["image"],
             "image_path": pair["image_path"],

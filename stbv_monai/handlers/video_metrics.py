@@ -53,7 +53,8 @@ class VideoMetricsHandler:
     def __call__(self, engine: Engine) -> None:
         out = engine.state.output
         spacing = out["spacing"] if self.use_spacing else None
-        self.results.append(evaluate_video(out["pred"], out["gt"], out["references"], spacing, name=out["name"]))
+        self.results.append(evaluate_video(out["pred"], out["gt"], out["references"], spacing, out.get("excluded"),
+                                           name=out["name"], reference_rule=out.get("reference_rule", "")))
 
     def complete(self, engine: Engine) -> None:
         self.summary = summarise(self.results)

@@ -120,6 +120,7 @@ class VideoMetrics:
     reference_frames: tuple[int, ...]
     excluded_frames: tuple[int, ...]
     frames: tuple[FrameMetrics, ...] = dataclasses.field(repr=False)
+    reference_rule: str = ""
 
     def as_row(self) -> dict[str, Any]:
         """A flat dict for one CSV row (no per-frame scores; frame lists space-separated)."""
@@ -242,6 +243,7 @@ def evaluate_video(
     *,
     name: str = "video",
     bound_th: float = DEFAULT_BOUND_TH,
+    reference_rule: str = "",
 ) -> VideoMetrics:
     """Score every frame of one video and average over the frames that are not references.
 
@@ -256,6 +258,7 @@ def evaluate_video(
         exclude: further frames to leave out of the averages (e.g. unannotated ones).
         name: the video's name in the results and messages.
         bound_th: DAVIS boundary tolerance for F.
+        reference_rule: how the references were chosen (a protocol's note, kept in the report).
 
     Raises:
         InputError: bad masks, spacing or frame indices, or no frame left to evaluate.
@@ -280,7 +283,8 @@ def evaluate_video(
                      float(hd95[t]), float(hd_max[t]), bool(gt_empty[t]), bool(pred_empty[t]))
         for t in range(p.shape[0])
     )
-    return _video_means(name, unit, frames, sorted(refs), sorted(skipped))
+    result = _video_means(name, unit, frames, sorted(refs), sorted(skipped))
+    return dataclasses.replace(result, reference_rule=reference_rule) if reference_rule else result
 
 
 def _video_means(
@@ -335,5 +339,8 @@ def summarise(videos: Sequence[VideoMetrics]) -> dict[str, Any]:
         n_false_positive=sum(v.n_false_positive for v in videos),
         averaging="mean over the evaluated frames of each video, then mean over videos",
     )
+    rules = [v.reference_rule for v in videos if v.reference_rule]
+    if rules:
+        summary["reference_rules"] = {rule: rules.count(rule) for rule in sorted(set(rules))}
     logger.debug("summarised %d videos: J&F %.4f", len(videos), summary["J&F"])
     return summary

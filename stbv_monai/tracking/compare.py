@@ -32,6 +32,7 @@ import numpy as np
 
 from stbv_monai.data.io import atomic_path
 from stbv_monai.errors import InputError
+from stbv_monai.tracking.run_tree import PROTOCOL_PREFIXES
 from stbv_monai.tracking.store import probe
 
 __all__ = ["METRICS", "VARIANT_ORDER", "Row", "collect_runs", "aggregate", "to_markdown", "write_markdown", "to_csv",
@@ -48,7 +49,7 @@ METRICS: tuple[tuple[str, str, str, float], ...] = (
     ("HD95", "HD95", "test_hd95", 1.0),
 )
 #: Table 1's row order; other variants follow alphabetically.
-VARIANT_ORDER = ("full_supervision", "vanilla", "update", "stcs", "pseudo_no_sda", "ours", "ours_resnext")
+VARIANT_ORDER = ("full_supervision", "vanilla", "update", "stcs", "pseudo_no_sda", "ours", "resnext")
 PARENT_TAG = "mlflow.parentRunId"
 WORKFLOW_TAG = "stbv.workflow"
 _PLOTTED = ("JF", "J", "F", "DSC")  # percentages share one axis; HD95 is a distance
@@ -196,13 +197,14 @@ def _as_dict(run: Any, uri: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- aggregating
 
 
-def aggregate(runs: Sequence[Mapping[str, Any]], preset: str | None = None) -> list[Row]:
+def aggregate(runs: Sequence[Mapping[str, Any]], preset: str | None = None, protocol: str = "labelled") -> list[Row]:
     """Rows of mean ± std over seeds per variant, in Table 1's order.
 
     Args:
         runs: from :func:`collect_runs`.
         preset: keep only runs with this ``preset`` tag. ``None`` keeps all; when they span several
             presets, each (preset, variant) is its own row, labelled ``variant (preset)``.
+        protocol: whose test metrics (``labelled``: ``test_*``; ``first_frame``: ``test_first_*``).
 
     Raises:
         InputError: ``preset`` given and no run has it.
@@ -218,7 +220,8 @@ def aggregate(runs: Sequence[Mapping[str, Any]], preset: str | None = None) -> l
     for run in runs:
         groups[(run["preset"], run["variant"])].append(run)
     several = len({p for p, _ in groups}) > 1
-    rows = [_row(v, p, f"{v} ({p or 'no preset'})" if several else v, g) for (p, v), g in groups.items()]
+    prefix = PROTOCOL_PREFIXES[protocol]
+    rows = [_row(v, p, f"{v} ({p or 'no preset'})" if several else v, g, prefix) for (p, v), g in groups.items()]
     return sorted(rows, key=lambda r: (r.preset, *_variant_key(r.variant)))
 
 
@@ -243,9 +246,10 @@ def _latest_per_seed(runs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any
     return kept
 
 
-def _row(variant: str, preset: str, label: str, runs: Sequence[Mapping[str, Any]]) -> Row:
+def _row(variant: str, preset: str, label: str, runs: Sequence[Mapping[str, Any]], prefix: str = "test_") -> Row:
     mean, std = {}, {}
     for short, _, key, scale in METRICS:
+        key = prefix + key[len("test_"):]
         values = np.array([r["metrics"][key] for r in runs if key in r["metrics"]], dtype=float) * scale
         mean[short] = float(values.mean()) if len(values) else math.nan
         std[short] = float(values.std(ddof=1)) if len(values) > 1 else (0.0 if len(values) else math.nan)
