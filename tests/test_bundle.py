@@ -62,3 +62,13 @@ def test_bundle_reports_bad_dataset_in_one_line_from_any_folder(tmp_path, cwd):
     )
     assert "Traceback" not in proc.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["unrelated.txt"]
+
+
+def test_each_variant_overlay_is_named_after_its_file():
+    """One name everywhere: the overlay file, its MLflow tag / table row, and the README's row."""
+    import yaml
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    for path in sorted((REPO_ROOT / "configs" / "variants").glob("*.yaml")):
+        assert yaml.safe_load(path.read_text())["variant"] == path.stem, path
+        assert f"`configs/variants/{path.stem}.yaml`" in readme, path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -13,8 +14,9 @@ from ignite.engine import Events
 
 from mlflow_utils import assert_three_stage_tree, run_tree
 from stbv_monai import BUNDLE_ROOT, REPO_ROOT
-from stbv_monai.data import load_datalist
+from stbv_monai.data import load_datalist, read_mask
 from stbv_monai.engines import ClipTrainer, TrainCheckpoints, clip_loader, latest_checkpoint
+from stbv_monai.handlers import EMARelabel
 from stbv_monai.losses import SegmentationLoss, STCSLoss
 from stbv_monai.networks import ClipTrainingWrapper, build_network
 from stbv_monai.transforms import clip_training_transforms
@@ -124,3 +126,63 @@ def test_three_stage_bundle_run_on_tiny_data(disc_dataset, tmp_path):
     stage = stages[0]
     assert len(parents) == 2 and failed.info.status == "FAILED" and "vid2.nii.gz" in failed.data.tags["error"]
     assert stage.info.run_name == "pseudo_label" and stage.info.status == "FAILED"
+
+
+def _tiny_run(dataset, out, seed, *extra):
+    proc = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file",
+         f"['{BUNDLE_ROOT / 'configs' / 'train.yaml'}','{TINY}']", "--dataset_dir", str(dataset.parent),
+         "--output_dir", str(out), "--seed", str(seed), "--tracking_enabled", "false", *extra],
+        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "evaluation" / "summary.json").read_text())
+    labels = {p.name: read_mask(p).tobytes() for p in sorted((out / "pseudo_labels").glob("*.nii.gz"))}
+    return summary, labels
+
+
+@pytest.mark.slow
+def test_same_seed_same_result_and_another_seed_differs(disc_dataset, tmp_path):
+    """Teacher, pseudo-labels, student (CutMix included) and both test protocols repeat bit for bit."""
+    workers = ("--num_workers", "1")  # worker processes are seeded from the run's seed too
+    a = _tiny_run(disc_dataset, tmp_path / "a", 3, *workers)
+    b = _tiny_run(disc_dataset, tmp_path / "b", 3, *workers)
+    c = _tiny_run(disc_dataset, tmp_path / "c", 4, *workers)
+    metrics = ("J&F", "J", "F", "Dice", "HD95")
+    assert set(a[0]["first_frame"]) >= set(metrics)  # both protocols are in summary.json
+    assert [a[0][k] for k in metrics] == [b[0][k] for k in metrics]
+    assert [a[0]["first_frame"][k] for k in metrics] == [b[0]["first_frame"][k] for k in metrics]
+    assert a[1] == b[1] and len(a[1]) == 3
+    assert a[1] != c[1] or [a[0][k] for k in metrics] != [c[0][k] for k in metrics]
+
+
+def _ema_trainer(batch, folder, seed, iterations=4, resume=False):
+    """A student with the update baseline's EMA teacher, checkpointed with it; every batch the same."""
+    torch.manual_seed(seed)
+    net = ClipTrainingWrapper(build_network("stcn_small"))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    relabel = EMARelabel(net, alpha=0.9, start_iteration=100)
+    saver = TrainCheckpoints(folder, net, opt, interval=1, resume=resume, extra={"ema_teacher": relabel})
+    trainer = ClipTrainer(device=torch.device("cpu"), max_epochs=1, epoch_length=iterations,
+                          train_data_loader=[batch] * iterations, network=net, optimizer=opt,
+                          seg_loss=SegmentationLoss(start_warm=100, end_warm=200), train_handlers=[saver, relabel])
+    return trainer, relabel
+
+
+def test_the_ema_teacher_survives_resume(disc_dataset, tmp_path):
+    """Stopped at 2 of 4 and resumed (a fresh process would rebuild the EMA from new weights) = straight through."""
+    batch = next(iter(clip_loader(load_datalist(disc_dataset, "training"),
+                                  clip_training_transforms(32, mode="bootstrap"), batch_size=2)))
+    straight, straight_ema = _ema_trainer(batch, tmp_path / "straight", seed=0)
+    straight.run()
+    first, _ = _ema_trainer(batch, tmp_path / "stopped", seed=0)
+    first.add_event_handler(Events.ITERATION_COMPLETED(once=2), lambda e: e.terminate())
+    first.run()
+    resumed, resumed_ema = _ema_trainer(batch, tmp_path / "stopped", seed=1, resume=True)
+    resumed.run()
+    assert resumed.state.iteration == 4
+    for (name, a), b in zip(straight_ema.ema.state_dict().items(), resumed_ema.ema.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+    fresh = EMARelabel(ClipTrainingWrapper(build_network("stcn_small")))  # what a resume used to start from
+    assert not all(torch.equal(a, b) for a, b in zip(fresh.ema.state_dict().values(),
+                                                      resumed_ema.ema.state_dict().values()))

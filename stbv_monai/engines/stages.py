@@ -11,14 +11,13 @@ import glob
 import logging
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from ignite.engine import Engine, Events
 from monai.data import DataLoader
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
-from stbv_monai.config import as_flag
 from stbv_monai.data.dataset import video_dataset
 from stbv_monai.data.io import atomic_path
 from stbv_monai.engines.distributed import is_main_process
@@ -65,16 +64,19 @@ class TrainCheckpoints:
     ``CheckpointLoader``) so the iteration count, optimizer moments and weights continue.
 
     The trainer itself is part of what is saved, and it does not exist yet when configs build
-    handlers, so both MONAI handlers are created in :meth:`attach`.
+    handlers, so both MONAI handlers are created in :meth:`attach`. ``extra`` names further
+    objects with ``state_dict``/``load_state_dict`` to save and restore (an EMA teacher).
     """
 
     def __init__(self, folder: str | os.PathLike, network: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 interval: int = 100, resume: bool = False, n_saved: int = 2) -> None:
+                 interval: int = 100, resume: bool = False, n_saved: int = 2,
+                 extra: Mapping[str, Any] | None = None) -> None:
         self.folder, self.network, self.optimizer = str(folder), network, optimizer
-        self.interval, self.resume, self.n_saved = interval, as_flag(resume), n_saved
+        self.interval, self.resume, self.n_saved = interval, resume, n_saved
+        self.extra = dict(extra or {})
 
     def attach(self, engine: Engine) -> None:
-        objects = {"network": self.network, "optimizer": self.optimizer, "trainer": engine}
+        objects = {"network": self.network, "optimizer": self.optimizer, "trainer": engine, **self.extra}
         path = latest_checkpoint(self.folder) if self.resume else None
         if self.resume and path is None:
             logger.warning("resume: no checkpoint in %s, starting from iteration 0", self.folder)

@@ -5,15 +5,18 @@ is confident (probability ≥ ``threshold`` or ≤ 1 − ``threshold``) its labe
 pseudo-label, elsewhere the stored one is kept. Ground-truth frames are never touched. This is
 the comparison row "STCN w/ update" of the paper's Table 1; it is a handler (for the EMA update)
 that is also the trainer's ``batch_transform`` (for the relabelling), not a flag in the trainer.
+The average is Ignite's :class:`~ignite.handlers.EMAHandler`; the EMA weights are saved in the
+trainer checkpoint (pass this object to ``TrainCheckpoints(extra=...)``) so ``--resume`` continues
+them, and the iteration is the trainer's own, restored with it.
 """
 
 from __future__ import annotations
 
-import copy
-from typing import Any
+from typing import Any, Mapping
 
 import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Engine
+from ignite.handlers import EMAHandler
 
 from stbv_monai.data.dataset import SOURCE_PSEUDO
 
@@ -32,34 +35,35 @@ class EMARelabel:
 
     def __init__(self, network: torch.nn.Module, alpha: float = 0.995, threshold: float = 0.99,
                  start_iteration: int = 0) -> None:
-        self.network, self.alpha, self.threshold, self.start = network, alpha, threshold, start_iteration
-        self.ema = copy.deepcopy(network).eval().requires_grad_(False)
-        self.iteration = 0
-        self.relabelled = 0.0
+        self.handler = EMAHandler(network, momentum=1.0 - alpha, handle_buffers="copy")
+        self.threshold, self.start = threshold, start_iteration
+        self.engine: Engine | None = None
+
+    @property
+    def ema(self) -> torch.nn.Module:
+        """The averaged network (eval mode)."""
+        return self.handler.ema_model
 
     def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self.update)
+        self.engine = engine
+        self.handler.attach(engine)
 
-    @torch.no_grad()
-    def update(self, engine: Engine | None = None) -> None:
-        """``ema ← alpha · ema + (1 − alpha) · student`` (buffers copied)."""
-        self.iteration += 1
-        student = dict(self.network.named_parameters())
-        for name, p in self.ema.named_parameters():
-            p.mul_(self.alpha).add_(student[name].detach(), alpha=1 - self.alpha)
-        for (_, b), (_, sb) in zip(self.ema.named_buffers(), self.network.named_buffers()):
-            b.copy_(sb)
+    def state_dict(self) -> dict[str, Any]:
+        """The EMA weights, for the trainer checkpoint."""
+        return self.ema.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.ema.load_state_dict(state)
 
     @torch.no_grad()
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Relabel the confident pixels of pseudo frames ``1..N-1`` of each clip in ``batch``."""
-        if self.iteration < self.start:
+        iteration = self.engine.state.iteration - 1 if self.engine is not None else 0  # iterations done
+        if iteration < self.start:
             return batch
         probs = self.ema(batch["image"].unsqueeze(2), batch["label"][:, :1])["probs"][:, :, 0]
         confident = (probs >= self.threshold) | (probs <= 1 - self.threshold)
         pseudo = (batch["source"][:, 1:] == SOURCE_PSEUDO)[..., None, None]
-        replace = confident & pseudo
         label = batch["label"].clone()
-        label[:, 1:] = torch.where(replace, (probs > 0.5).to(label.dtype), label[:, 1:])
-        self.relabelled = float(replace.float().mean())
+        label[:, 1:] = torch.where(confident & pseudo, (probs > 0.5).to(label.dtype), label[:, 1:])
         return dict(batch, label=label)

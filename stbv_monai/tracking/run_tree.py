@@ -31,6 +31,10 @@ _PARENT_TAG = "mlflow.parentRunId"
 _MAX_BATCH = 100  # MLflow's limit on params per log_batch call
 
 
+#: MLflow key prefix of each evaluation protocol's test metrics (``test_JF``, ``test_first_JF``).
+PROTOCOL_PREFIXES = {"labelled": "test_", "first_frame": "test_first_"}
+
+
 def metric_key(name: str, prefix: str = "") -> str:
     """``test_J``, ``test_F``, ``test_JF``, ``test_dice``, ``test_hd95``: J/F keep their case, the rest is lower."""
     return prefix + (name if name in ("J", "F", "JF") else name.lower())
@@ -59,15 +63,13 @@ class RunTree:
                  experiment_name: str = "stbv-monai", run_name: str | None = None, workflow: str = "training",
                  tags: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None,
                  enabled: bool = True) -> None:
-        from stbv_monai.config import as_flag
-
         self.output_dir = Path(output_dir)
         self.requested_uri = tracking_uri or None
         self.experiment_name, self.run_name, self.workflow = experiment_name, run_name, workflow
         self.tags = {str(k): str(v) for k, v in (tags or {}).items() if v is not None}
         self._param_sources = dict(params or {})
         self.params: dict[str, str] = {}
-        self.enabled = as_flag(enabled)
+        self.enabled = enabled
         self.client: Any = None
         self.uri: str | None = None
         self.experiment_id: str | None = None
@@ -89,12 +91,11 @@ class RunTree:
 
     def begin(self, resume: bool = False) -> str | None:
         """Open the parent run (``resume``: continue the one recorded in ``output_dir``); its id or ``None``."""
-        from stbv_monai.config import as_flag
         from stbv_monai.engines.distributed import is_main_process
 
         if self.parent_id or not self.enabled or not is_main_process():
             return self.parent_id
-        self._guard(self._open, as_flag(resume))
+        self._guard(self._open, resume)
         if self.parent_id:
             atexit.register(self._at_exit)
             previous = sys.excepthook
