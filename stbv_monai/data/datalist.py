@@ -84,19 +84,20 @@ def _raw_paths(raw: dict[str, Any], keys: Sequence[str]) -> list[str]:
 def _report_outside_paths(path: Path, raw: dict[str, Any]) -> None:
     """Log once per datalist (per process) that some of its paths lead outside its folder.
 
-    Allowed (users point at shared storage), but a datalist from elsewhere can make the tools
-    read any file, so it is said. The check is on the text of the paths (``..``, absolute).
+    Allowed (users point at shared storage, the MONAI Label app at its studies), but a datalist
+    from elsewhere can make the tools read any file, so it is said, at INFO level because it is
+    normal use. The check is on the text of the paths (``..``, absolute), not on symlinks.
     """
     key = str(path.resolve())
     if key in _REPORTED_OUTSIDE:
         return
     _REPORTED_OUTSIDE.add(key)
     base = os.path.normpath(path.parent.absolute())
-    outside = [p for p in _raw_paths(raw, ("image", "label"))
+    outside = [p for p in dict.fromkeys(_raw_paths(raw, ("image", "label")))
                if os.path.commonpath([base, os.path.normpath(os.path.join(base, p))]) != base]
     if outside:
-        logger.warning("%s: %d path(s) lead outside the dataset folder %s (e.g. %s); reading them as given",
-                       path, len(outside), base, outside[0])
+        logger.info("%s: %d path(s) lead outside the dataset folder %s (e.g. %s); reading them as given",
+                    path, len(outside), base, outside[0])
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -133,9 +133,9 @@ class PseudoLabeller:
                 self._reported.add(legacy)
             return legacy
         if legacy not in self._reported:
-            why = "file name shared by several videos" if shared else "it records another video"
-            logger.warning("pseudo-labels: %s was written under the old naming (%s) and is not used; "
-                           "%s is labelled again as %s", legacy, why, entry["image"], path.name)
+            why = "several videos have that file name" if shared else "it records another video"
+            logger.warning("pseudo-labels: %s, written under the old naming, is not used (%s); the video(s) "
+                           "named %s are labelled again under their ids, e.g. %s", legacy, why, legacy.stem, path.name)
             self._reported.add(legacy)
         return None
 
@@ -171,7 +171,7 @@ class PseudoLabeller:
         if missing:
             raise RuntimeError(f"{self.output_dir}: pseudo-labels missing for {len(missing)} video(s), "
                                f"e.g. {missing[0]}; run the pseudo_label stage again to finish them")
-        videos = [{"id": entry_id(e), **json.loads(r.read_text())} for e, r in zip(self.entries, records)]
+        videos = [{**json.loads(r.read_text()), "id": entry_id(e)} for e, r in zip(self.entries, records)]
         path = self.output_dir / MANIFEST_NAME
         _write_json(path, {"videos": videos, "summary": summarise_records(videos)})
         logger.info("pseudo-labels: %d videos -> %s", len(videos), path)
