@@ -126,7 +126,7 @@ def test_folder_of_videos_with_painted_references(tmp_path):
         folder_entries(tmp_path)
 
 
-# ----------------------------------------------------------------------------- ids, duplicates, outside paths, optional splits
+# ----------------------------------------------------------------------------- ids, outside paths, optional splits
 
 
 def test_two_sites_with_the_same_file_name_get_unique_ids(tmp_path):
@@ -157,8 +157,8 @@ def test_videos_whose_ids_still_collide_are_an_error(tmp_path):
     write_video(tmp_path / "images" / "a.dcm", np.zeros((5, 32, 32), np.float32))
     entries[2]["image"] = "images/a.dcm"  # images/a.nii.gz and images/a.dcm: both images__a
     path = _datalist(tmp_path, training=entries)
-    with pytest.raises(InputError, match=r"datalist\.json: videos .*images/a\.(dcm|nii\.gz) and .*images/a\.(dcm|nii\.gz) "
-                                         r"get the same id 'images__a'"):
+    with pytest.raises(InputError, match=r"datalist\.json: videos .*images/a\.(dcm|nii\.gz) and "
+                                         r".*images/a\.(dcm|nii\.gz) get the same id 'images__a'"):
         load_datalist(path, "training")
 
 

@@ -141,7 +141,8 @@ def test_pseudo_labels_of_two_sites_with_the_same_file_name_are_kept_apart(tmp_p
         manifest = PseudoLabeller(torch.nn.Identity(), entries, out, _copy_teacher(calls)).run()
     # bus_0001 (one video of that name, its record names it) is read; bus_0000 is ambiguous: redone, and said
     assert calls == [[3], [1, 6], [2, 5]]
-    assert "bus_0000.json, written under the old naming, is not used (several videos have that file name)" in caplog.text
+    assert "bus_0000.json, written under the old naming, is not used (several videos have that file name)" \
+        in caplog.text
     assert "reading" in caplog.text and "bus_0001.json, written under the old naming" in caplog.text
     videos = read_manifest(manifest)
     assert [v["id"] for v in videos] == [e["id"] for e in entries]
@@ -163,7 +164,8 @@ def test_predictions_reports_and_overlays_are_named_by_id(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out" / "masks").iterdir()) == [f"{i}.nii.gz" for i in ids]
     assert sorted(p.name for p in (tmp_path / "out" / "overlays").iterdir()) == [f"{i}.gif" for i in ids]
     for vid, entry in zip(ids, entries):
-        np.testing.assert_array_equal(read_mask(tmp_path / "out" / "masks" / f"{vid}.nii.gz"), read_mask(entry["label"]))
+        written = read_mask(tmp_path / "out" / "masks" / f"{vid}.nii.gz")
+        np.testing.assert_array_equal(written, read_mask(entry["label"]))
     rows = (tmp_path / "eval" / "metrics_per_video.csv").read_text().splitlines()[1:]
     assert [r.split(",")[0] for r in rows] == ids
 
@@ -175,3 +177,17 @@ def test_predictions_reports_and_overlays_are_named_by_id(tmp_path):
     with pytest.raises(InputError, match=r"no prediction for video 'siteA__images__bus_0000' .*; bus_0000\.nii\.gz is "
                                          r"named by file name only \(the old naming\)"):
         run_engine(VideoEvaluator(folder_predictor(tmp_path / "old")), entries, [VideoMetricsHandler()])
+
+
+def test_a_record_of_another_video_under_the_same_id_is_not_reused(disc_dataset, tmp_path, caplog):
+    """Resuming after the datalist changed: vid0.json of the old vid0 does not stand in for the new one."""
+    import shutil
+
+    out, calls = tmp_path / "pseudo", []
+    PseudoLabeller(torch.nn.Identity(), load_datalist(disc_dataset, "training")[:1], out, _copy_teacher(calls)).run()
+    shutil.copytree(disc_dataset.parent, tmp_path / "moved")
+    (entry,) = load_datalist(tmp_path / "moved" / "datalist.json", "training")[:1]
+    with caplog.at_level(logging.WARNING):
+        manifest = PseudoLabeller(torch.nn.Identity(), [entry], out, _copy_teacher(calls)).run()
+    assert len(calls) == 2 and caplog.text.count("vid0.json records another video") == 1
+    assert read_manifest(manifest)[0]["image"] == str(Path(entry["image"]).resolve())

@@ -150,7 +150,8 @@ def test_training_on_a_two_site_datalist_without_validation(tmp_path):
     assert models == ["model.pt", "student.pt", "teacher.pt"]  # final weights, no *_best.pt
 
     manifest = json.loads((out / "pseudo_labels" / "manifest.json").read_text())
-    ids = ["siteA__images__bus_0000", "siteB__images__bus_0000", "siteB__images__bus_0001", "up__shared__images__bus_0002"]
+    ids = ["siteA__images__bus_0000", "siteB__images__bus_0000", "siteB__images__bus_0001",
+           "up__shared__images__bus_0002"]
     assert [v["id"] for v in manifest["videos"]] == ids
     assert [v["labelled_frames"] for v in manifest["videos"]] == list(TWO_SITE_VIDEOS.values())
     assert manifest["summary"]["frames_gt"] == 1 + 2 + 5 + 2
@@ -161,4 +162,5 @@ def test_training_on_a_two_site_datalist_without_validation(tmp_path):
 
     rows = (out / "evaluation" / "metrics_per_video.csv").read_text().splitlines()[1:]
     assert [r.split(",")[0] for r in rows] == ids[:2]
-    assert sorted(p.name for p in (out / "evaluation" / "previews" / "overlays").iterdir()) == [f"{i}.gif" for i in ids[:2]]
+    previews = sorted(p.name for p in (out / "evaluation" / "previews" / "overlays").iterdir())
+    assert previews == [f"{i}.gif" for i in ids[:2]]

@@ -2,11 +2,12 @@
 
 A datalist is ``{"training": [...], "validation": [...], "test": [...]}``; each entry is
 ``{"image": path, "label": path, "labelled_frames": [t1, ...]}`` with paths relative to the
-datalist's folder (one or more labelled frames; ``validation`` may be left out). Frames outside ``labelled_frames`` count as unlabelled even where the label
-file has pixels: that is how full ground truth is kept for evaluation and for the
-fully-supervised upper bound. Path resolution is MONAI's ``load_decathlon_datalist``; this
-module adds the checks that turn a bad datalist into one clear message, and each entry's
-``id`` (:mod:`stbv_monai.data.ids`), the unique name its outputs are written under.
+datalist's folder (one or more labelled frames; ``validation`` may be left out). Frames outside
+``labelled_frames`` count as unlabelled even where the label file has pixels: that is how full
+ground truth is kept for evaluation and for the fully-supervised upper bound. Path resolution
+is MONAI's ``load_decathlon_datalist``; this module adds the checks that turn a bad datalist
+into one clear message, and each entry's ``id`` (:mod:`stbv_monai.data.ids`), the unique name
+its outputs are written under.
 """
 
 from __future__ import annotations

@@ -121,23 +121,38 @@ class PseudoLabeller:
         return self.output_dir / f"{entry_id(entry)}.json"
 
     def _finished_record(self, entry: dict[str, Any]) -> Path | None:
-        """The video's record: under its id, else under the old naming where that is certainly its own."""
-        path = self._record_path(entry)
-        legacy = self.output_dir / f"{legacy_id(entry)}.json"
-        if path.is_file() or legacy == path or not legacy.is_file():
-            return path if path.is_file() else None
+        """The video's finished record, or ``None`` if it is to be labelled (again).
+
+        A record counts only if it names this video's image (a datalist edited between runs may
+        give another video the same id). Under the old naming it counts only where certainly this
+        video's: no other video of the run has the same file name.
+        """
+        image = str(Path(entry["image"]).resolve())
+        path, legacy = self._record_path(entry), self.output_dir / f"{legacy_id(entry)}.json"
+        if path.is_file():
+            if _recorded_image(path) == image:
+                return path
+            self._say_once(path, logging.WARNING, "pseudo-labels: %s records another video, not %s; labelling it again",
+                           path, image)
+            return None
+        if legacy == path or not legacy.is_file():
+            return None
         shared = sum(legacy_id(e) == legacy_id(entry) for e in self.entries) > 1
-        if not shared and _recorded_image(legacy) == str(Path(entry["image"]).resolve()):
-            if legacy not in self._reported:
-                logger.info("pseudo-labels: reading %s, written under the old naming, for %s", legacy, entry_id(entry))
-                self._reported.add(legacy)
+        if not shared and _recorded_image(legacy) == image:
+            self._say_once(legacy, logging.INFO, "pseudo-labels: reading %s, written under the old naming, for %s",
+                           legacy, entry_id(entry))
             return legacy
-        if legacy not in self._reported:
-            why = "several videos have that file name" if shared else "it records another video"
-            logger.warning("pseudo-labels: %s, written under the old naming, is not used (%s); the video(s) "
-                           "named %s are labelled again under their ids, e.g. %s", legacy, why, legacy.stem, path.name)
-            self._reported.add(legacy)
+        why = "several videos have that file name" if shared else "it records another video"
+        self._say_once(legacy, logging.WARNING, "pseudo-labels: %s, written under the old naming, is not used (%s); "
+                       "the video(s) named %s are labelled again under their ids, e.g. %s", legacy, why, legacy.stem,
+                       path.name)
         return None
+
+    def _say_once(self, about: Path, level: int, message: str, *args: Any) -> None:
+        """Log ``message`` the first time ``about`` is judged (``pending`` and ``write_manifest`` both look)."""
+        if about not in self._reported:
+            self._reported.add(about)
+            logger.log(level, message, *args)
 
     def _label_video(self, engine: Engine, entry: dict[str, Any]) -> dict[str, Any]:
         pair = load_video_pair(entry)
