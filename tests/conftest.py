@@ -37,3 +37,35 @@ def write_disc_dataset(root: Path, n_videos: int = 3, t: int = 8, size: int = 32
 @pytest.fixture
 def disc_dataset(tmp_path: Path) -> Path:
     return write_disc_dataset(tmp_path / "data")
+
+
+#: The videos of :func:`write_two_site_dataset`: datalist image path -> labelled frames.
+TWO_SITE_VIDEOS = {
+    "siteA/images/bus_0000.nii.gz": [3],
+    "siteB/images/bus_0000.nii.gz": [1, 6],
+    "siteB/images/bus_0001.nii.gz": [0, 2, 4, 5, 7],
+    "../shared/images/bus_0002.nii.gz": [2, 5],
+}
+
+
+def write_two_site_dataset(root: Path, t: int = 8, size: int = 32) -> Path:
+    """A multi-site layout that used to lose data: ``root/data/datalist.json``, no validation split.
+
+    Two sites with the same file name (``siteA/`` and ``siteB/images/bus_0000.nii.gz``; siteB's
+    disc is mirrored so their masks differ), a video on shared storage outside the dataset folder
+    (``../shared/``), and 1, 2, 5 and 2 labelled frames (:data:`TWO_SITE_VIDEOS`). The test split
+    holds the two ``bus_0000`` videos.
+    """
+    data = root / "data"
+    entries = []
+    for i, (image, labelled) in enumerate(TWO_SITE_VIDEOS.items()):
+        frames, mask = disc_video(t, size, seed=i)
+        if "siteB" in image:
+            frames, mask = frames[:, :, ::-1].copy(), mask[:, :, ::-1].copy()
+        label = image.replace("/images/", "/labels/")
+        write_video(data / image, frames, spacing=(0.5, 0.5))
+        write_mask(data / label, mask, spacing=(0.5, 0.5))
+        entries.append({"image": image, "label": label, "labelled_frames": labelled})
+    path = data / "datalist.json"
+    path.write_text(json.dumps({"training": entries, "test": entries[:2]}))
+    return path

@@ -124,3 +124,73 @@ def test_folder_of_videos_with_painted_references(tmp_path):
     write_mask(tmp_path / "references" / "b.nii.gz", np.zeros_like(refs))
     with pytest.raises(InputError, match="no painted frame"):
         folder_entries(tmp_path)
+
+
+# ----------------------------------------------------------------------------- ids, outside paths, optional splits
+
+
+def test_two_sites_with_the_same_file_name_get_unique_ids(tmp_path):
+    from conftest import write_two_site_dataset
+
+    path = write_two_site_dataset(tmp_path)
+    ids = [e["id"] for e in load_datalist(path, "training")]
+    assert ids == ["siteA__images__bus_0000", "siteB__images__bus_0000", "siteB__images__bus_0001",
+                   "up__shared__images__bus_0002"]
+    assert [e["id"] for e in load_datalist(path, "test")] == ids[:2]  # the same video has the same id in every split
+    # where file names are unique, the id stays the file name: existing outputs keep their names
+    plain = _datalist(tmp_path / "plain", training=[_write_pair(tmp_path / "plain", "a")])
+    assert [e["id"] for e in load_datalist(plain, "training")] == ["a"]
+
+
+def test_a_video_listed_twice_in_a_split_is_an_error(tmp_path):
+    entry = _write_pair(tmp_path, "a")
+    path = _datalist(tmp_path, training=[entry, dict(entry, image="./images/../images/a.nii.gz")], test=[entry])
+    with pytest.raises(InputError, match=r"datalist\.json \[training\]\[1\]: video .*a\.nii\.gz is already listed "
+                                         r"at \[training\]\[0\]"):
+        load_datalist(path, "training")
+    assert len(load_datalist(path, "test")) == 1  # listed in two splits is fine
+
+
+def test_videos_whose_ids_still_collide_are_an_error(tmp_path):
+    entries = [_write_pair(tmp_path, "a"), _write_pair(tmp_path / "x", "a"), _write_pair(tmp_path, "a", t=6)]
+    entries[1] = {k: f"x/{v}" if k in ("image", "label") else v for k, v in entries[1].items()}
+    write_video(tmp_path / "images" / "a.dcm", np.zeros((5, 32, 32), np.float32))
+    entries[2]["image"] = "images/a.dcm"  # images/a.nii.gz and images/a.dcm: both images__a
+    path = _datalist(tmp_path, training=entries)
+    with pytest.raises(InputError, match=r"datalist\.json: videos .*images/a\.(dcm|nii\.gz) and "
+                                         r".*images/a\.(dcm|nii\.gz) get the same id 'images__a'"):
+        load_datalist(path, "training")
+
+
+def test_paths_outside_the_dataset_folder_are_read_and_logged_once(tmp_path, caplog):
+    outside = _write_pair(tmp_path / "shared", "b")
+    entry = {**outside, "image": f"../shared/{outside['image']}", "label": str(tmp_path / "shared" / outside["label"])}
+    path = _datalist(tmp_path / "data", training=[_write_pair(tmp_path / "data", "a"), entry], test=[entry])
+    with caplog.at_level(logging.INFO):
+        for split in ("training", "test", "training"):
+            assert Path(load_datalist(path, split)[-1]["image"]) == tmp_path / "shared" / "images" / "b.nii.gz"
+    lines = [r.getMessage() for r in caplog.records if "outside the dataset folder" in r.getMessage()]
+    assert len(lines) == 1, lines  # once per datalist, not per split or call
+    assert lines[0].startswith(f"{path}: 2 path(s) lead outside the dataset folder {tmp_path / 'data'}")
+
+
+def test_validation_split_is_optional(tmp_path):
+    entry = _write_pair(tmp_path, "a")
+    path = _datalist(tmp_path, training=[entry], test=[entry])
+    assert load_datalist(path, "validation") == []
+    assert "validation" not in describe_datalist(path)
+    with pytest.raises(InputError, match="datalist has no 'test' list"):
+        load_datalist(_datalist(tmp_path, training=[entry]), "test")  # training and test stay required
+
+
+def test_folder_of_videos_with_the_same_name_twice_is_an_error(tmp_path):
+    from stbv_monai.data import folder_entries
+
+    frames = np.random.default_rng(0).random((4, 16, 16)).astype(np.float32)
+    refs = np.zeros((4, 16, 16), np.uint8)
+    refs[1, 4:9, 4:9] = 1
+    write_video(tmp_path / "videos" / "a.mp4", frames)
+    write_video(tmp_path / "videos" / "a.nii.gz", frames)
+    write_mask(tmp_path / "references" / "a.nii.gz", refs)
+    with pytest.raises(InputError, match=r"a\.(mp4|nii\.gz): another video in .*videos has the same name"):
+        folder_entries(tmp_path)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,3 +135,82 @@ def test_pseudo_labeller_keeps_ground_truth_and_resumes(disc_dataset, tmp_path):
         assert v["source"][1] == 1 and v["source"][0] == 2
         assert v["confidence"][0] == pytest.approx(0.9, abs=0.1)
     assert json.loads(manifest.read_text())["summary"]["frames_gt"] == 6
+
+
+# ----------------------------------------------------------------------------- unique ids (two sites, same file name)
+
+
+def _copy_teacher(calls):
+    def teacher(network, frames, refs):
+        calls.append(sorted(refs))
+        return copy_predictor()(frames, refs, {}) * 0.9
+    return teacher
+
+
+def test_pseudo_labels_of_two_sites_with_the_same_file_name_are_kept_apart(tmp_path, caplog):
+    """Each video its own mask and record, named by its id; the manifest lists every video once."""
+    from conftest import write_two_site_dataset
+
+    entries = load_datalist(write_two_site_dataset(tmp_path), "training")
+    out = tmp_path / "pseudo"
+    calls = []
+    # an earlier run under the old naming: both sites wrote bus_0000.*, the second over the first
+    old = PseudoLabeller(torch.nn.Identity(), [{k: v for k, v in e.items() if k != "id"} for e in entries[:3]],
+                         out, _copy_teacher(calls))
+    old.engine.run(old.pending(), max_epochs=1)
+    assert sorted(p.name for p in out.glob("*.json")) == ["bus_0000.json", "bus_0001.json"]
+    calls.clear()
+    with caplog.at_level(logging.INFO):
+        manifest = PseudoLabeller(torch.nn.Identity(), entries, out, _copy_teacher(calls)).run()
+    # bus_0001 (one video of that name, its record names it) is read; bus_0000 is ambiguous: redone, and said
+    assert calls == [[3], [1, 6], [2, 5]]
+    assert "bus_0000.json, written under the old naming, is not used (several videos have that file name)" \
+        in caplog.text
+    assert "reading" in caplog.text and "bus_0001.json, written under the old naming" in caplog.text
+    videos = read_manifest(manifest)
+    assert [v["id"] for v in videos] == [e["id"] for e in entries]
+    assert len({v["label"] for v in videos}) == 4  # no video's pseudo-labels overwrite another's
+    for v, e in zip(videos, entries):
+        assert v["image"] == str(Path(e["image"]).resolve()) and v["labelled_frames"] == e["labelled_frames"]
+        pseudo, gt = read_mask(v["label"]), read_mask(e["label"])
+        np.testing.assert_array_equal(pseudo[e["labelled_frames"]], gt[e["labelled_frames"]])
+    assert (out / "bus_0000.json").is_file()  # the old files are left as they were
+
+
+def test_predictions_reports_and_overlays_are_named_by_id(tmp_path):
+    from conftest import write_two_site_dataset
+
+    entries = load_datalist(write_two_site_dataset(tmp_path), "test")
+    handler = VideoMetricsHandler(output_dir=tmp_path / "eval", print_table=False)
+    run_engine(VideoEvaluator(_oracle), entries, [handler, PredictionWriter(tmp_path / "out", overlay="gif")])
+    ids = ["siteA__images__bus_0000", "siteB__images__bus_0000"]
+    assert sorted(p.name for p in (tmp_path / "out" / "masks").iterdir()) == [f"{i}.nii.gz" for i in ids]
+    assert sorted(p.name for p in (tmp_path / "out" / "overlays").iterdir()) == [f"{i}.gif" for i in ids]
+    for vid, entry in zip(ids, entries):
+        written = read_mask(tmp_path / "out" / "masks" / f"{vid}.nii.gz")
+        np.testing.assert_array_equal(written, read_mask(entry["label"]))
+    rows = (tmp_path / "eval" / "metrics_per_video.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == ids
+
+    # scoring a folder of predictions finds them by id; one named by file name only is reported, not guessed
+    metrics = run_engine(VideoEvaluator(folder_predictor(tmp_path / "out" / "masks")), entries, [VideoMetricsHandler()])
+    assert metrics["J"] == pytest.approx(1.0)
+    (tmp_path / "old").mkdir()
+    write_mask(tmp_path / "old" / "bus_0000.nii.gz", read_mask(entries[1]["label"]))
+    with pytest.raises(InputError, match=r"no prediction for video 'siteA__images__bus_0000' .*; bus_0000\.nii\.gz is "
+                                         r"named by file name only \(the old naming\)"):
+        run_engine(VideoEvaluator(folder_predictor(tmp_path / "old")), entries, [VideoMetricsHandler()])
+
+
+def test_a_record_of_another_video_under_the_same_id_is_not_reused(disc_dataset, tmp_path, caplog):
+    """Resuming after the datalist changed: vid0.json of the old vid0 does not stand in for the new one."""
+    import shutil
+
+    out, calls = tmp_path / "pseudo", []
+    PseudoLabeller(torch.nn.Identity(), load_datalist(disc_dataset, "training")[:1], out, _copy_teacher(calls)).run()
+    shutil.copytree(disc_dataset.parent, tmp_path / "moved")
+    (entry,) = load_datalist(tmp_path / "moved" / "datalist.json", "training")[:1]
+    with caplog.at_level(logging.WARNING):
+        manifest = PseudoLabeller(torch.nn.Identity(), [entry], out, _copy_teacher(calls)).run()
+    assert len(calls) == 2 and caplog.text.count("vid0.json records another video") == 1
+    assert read_manifest(manifest)[0]["image"] == str(Path(entry["image"]).resolve())

@@ -118,6 +118,18 @@ def test_merge_takes_each_frame_from_its_nearest_reference():
     assert stats.n_propagated_frames == 10 and stats.n_key_encodings == 12 and stats.n_passes == 4
 
 
+@pytest.mark.parametrize("references", [[5], [0, 3, 6, 9, 11]], ids=["1", "5"])
+def test_merge_with_one_or_five_references(references):
+    """Quadro-inference generalised: every frame from its nearest reference, each frame propagated once."""
+    refs = {t: block_mask(i % 2, i // 2) for i, t in enumerate(references)}
+    stats = PropagationStats()
+    out = propagate(CopyNet(), torch.rand(12, 32, 32), refs, mem_every=2, stats=stats)
+    for t in range(12):
+        nearest = min(references, key=lambda r: (abs(r - t), r))  # ties: the earlier reference
+        assert torch.allclose(out[t], refs[nearest], atol=1e-3), t
+    assert stats.n_propagated_frames == 12 - len(references)
+
+
 def test_unidirectional_uses_preceding_reference():
     refs = {2: block_mask(0, 0).numpy(), 8: block_mask(1, 1).bool()}  # numpy and bool masks are accepted
     out = propagate(CopyNet(), torch.rand(12, 32, 32).numpy(), refs, bidirectional=False)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -186,3 +187,42 @@ def test_the_ema_teacher_survives_resume(disc_dataset, tmp_path):
     fresh = EMARelabel(ClipTrainingWrapper(build_network("stcn_small")))  # what a resume used to start from
     assert not all(torch.equal(a, b) for a, b in zip(fresh.ema.state_dict().values(),
                                                       resumed_ema.ema.state_dict().values()))
+
+
+@pytest.mark.slow
+def test_training_on_a_two_site_datalist_without_validation(tmp_path):
+    """`run training` where it used to lose data or crash: two sites with the same file name, 1, 2 and 5
+    labelled frames, a video outside the dataset folder, no validation split."""
+    from conftest import TWO_SITE_VIDEOS, write_two_site_dataset
+
+    datalist = write_two_site_dataset(tmp_path)
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file",
+         f"['{BUNDLE_ROOT / 'configs' / 'train.yaml'}','{TINY}']", "--dataset_dir", str(datalist.parent),
+         "--output_dir", str(out), "--tracking_enabled", "false"],
+        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
+    )
+    logs = proc.stdout + proc.stderr
+    assert proc.returncode == 0, logs[-3000:]
+    assert "Traceback" not in logs and "CRITICAL" not in logs
+    assert logs.count("lead outside the dataset folder") == 1  # once per datalist
+    assert logs.count("no validation split in the datalist: no validation runs, the final weights are kept") == 2
+    models = sorted(p.name for p in (out / "models").iterdir())
+    assert models == ["model.pt", "student.pt", "teacher.pt"]  # final weights, no *_best.pt
+
+    manifest = json.loads((out / "pseudo_labels" / "manifest.json").read_text())
+    ids = ["siteA__images__bus_0000", "siteB__images__bus_0000", "siteB__images__bus_0001",
+           "up__shared__images__bus_0002"]
+    assert [v["id"] for v in manifest["videos"]] == ids
+    assert [v["labelled_frames"] for v in manifest["videos"]] == list(TWO_SITE_VIDEOS.values())
+    assert manifest["summary"]["frames_gt"] == 1 + 2 + 5 + 2
+    for v in manifest["videos"]:  # each pseudo-label video is its own: ground truth kept on its labelled frames
+        assert Path(v["label"]).name == f"{v['id']}.nii.gz"
+        pseudo, gt = read_mask(v["label"]), read_mask(v["gt_label"])
+        np.testing.assert_array_equal(pseudo[v["labelled_frames"]], gt[v["labelled_frames"]])
+
+    rows = (out / "evaluation" / "metrics_per_video.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == ids[:2]
+    previews = sorted(p.name for p in (out / "evaluation" / "previews" / "overlays").iterdir())
+    assert previews == [f"{i}.gif" for i in ids[:2]]

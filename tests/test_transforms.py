@@ -98,6 +98,20 @@ def test_bootstrap_picks_only_labelled_frames_and_repeats_one():
     assert len(orders) == 6  # every ordering with either frame repeated occurs
 
 
+@pytest.mark.parametrize("labelled", [[7], [4, 17], [0, 3, 9, 15, 23]], ids=["1", "2", "5"])
+def test_bootstrap_makes_three_frame_clips_from_any_number_of_labelled_frames(labelled):
+    """One labelled frame: the same frame three times (STCN's static-image case); five: three distinct ones."""
+    sampler = SampleClip(num_frames=3, mode="bootstrap").set_random_state(0)
+    source = derive_source(T, labelled)
+    seen = set()
+    for _ in range(200):
+        idx = sampler(source).tolist()
+        assert len(idx) == 3 and set(idx) <= set(labelled)
+        assert len(set(idx)) == min(len(labelled), 3)  # as many distinct frames as there are, up to 3
+        seen |= set(idx)
+    assert seen == set(labelled)  # every labelled frame is used
+
+
 def test_bootstrap_ignores_pseudo_frames():
     source = np.full(T, 2, np.uint8)
     source[[2, 9]] = 1
@@ -415,3 +429,23 @@ def test_clips_from_the_video_dataset_collate_into_a_batch(disc_dataset):
     assert batch["image"].shape == batch["label"].shape == batch["loss_mask"].shape == (3, 3, 32, 32)
     assert batch["stcs_image"].shape == (3, 3, 32, 32) and batch["source"].shape == (3, 3)
     assert (batch["source"] == 1).all() and set(batch["frame_index"].flatten().tolist()) <= {1, 6}
+
+
+def test_videos_with_1_2_and_5_labelled_frames_share_a_batch(tmp_path):
+    """The teacher's loader batches videos whose labelled-frame lists differ in length (it used to fail to collate)."""
+    from conftest import write_two_site_dataset
+    from stbv_monai.data import load_datalist
+    from stbv_monai.engines import clip_loader
+
+    entries = load_datalist(write_two_site_dataset(tmp_path), "training")
+    assert sorted(len(e["labelled_frames"]) for e in entries) == [1, 2, 2, 5]
+    for mode in ("bootstrap", "window"):
+        loader = clip_loader(entries, clip_training_transforms(32, mode=mode, stcs=True), batch_size=4, seed=0)
+        batch = next(iter(loader))
+        assert batch["image"].shape == batch["loss_mask"].shape == (4, 3, 32, 32) and batch["source"].shape == (4, 3)
+        assert "labelled_frames" not in batch and sorted(batch["id"]) == sorted(e["id"] for e in entries)
+        if mode == "bootstrap":  # ground-truth frames only, from each video's own labelled frames
+            assert (batch["source"] == 1).all()
+            by_id = {e["id"]: set(e["labelled_frames"]) for e in entries}
+            for vid, idx in zip(batch["id"], batch["frame_index"].tolist()):
+                assert set(idx) <= by_id[vid]

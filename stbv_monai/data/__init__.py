@@ -14,6 +14,7 @@ _EXPORTS = {
         "SPLITS", "check_labelled_frames", "check_video_pair", "describe_datalist", "folder_entries", "labelled_fraction",
         "load_datalist", "load_video_pair",
     ),
+    "stbv_monai.data.ids": ("assign_ids", "entry_id", "legacy_id"),
     "stbv_monai.data.dataset": ("SOURCE_GT", "SOURCE_NONE", "SOURCE_PSEUDO", "LoadVideoPaird", "video_dataset"),
     "stbv_monai.data.io": ("Video", "read_mask", "read_video", "video_format", "video_id", "write_mask", "write_video"),
     "stbv_monai.data.prepare": ("ensure_dataset",),

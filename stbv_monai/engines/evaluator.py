@@ -23,6 +23,7 @@ from ignite.engine import Engine
 from tqdm import tqdm
 
 from stbv_monai.data.datalist import load_video_pair
+from stbv_monai.data.ids import entry_id, legacy_id
 from stbv_monai.data.io import read_mask, video_format, video_id
 from stbv_monai.errors import InputError
 
@@ -95,7 +96,7 @@ def network_predictor(network: torch.nn.Module, show_frames: bool = False, **pro
         if not show_frames:
             return propagate(network, frames, refs, **propagate_kwargs)
         total = int(frames.shape[0]) - len(refs)  # every frame but the references is propagated once
-        with tqdm(total=total, desc=f"frames of {video_id(entry['image'])}", unit="frame", leave=False) as bar:
+        with tqdm(total=total, desc=f"frames of {entry_id(entry)}", unit="frame", leave=False) as bar:
             return propagate(network, frames, refs, progress=_advance(bar), **propagate_kwargs)
 
     return predict
@@ -126,16 +127,24 @@ def copy_predictor() -> Predictor:
 
 
 def folder_predictor(folder: str | os.PathLike) -> Predictor:
-    """Read existing predictions, ``<folder>/<video id>.nii.gz`` (or any mask format), to score other tools."""
+    """Read existing predictions, ``<folder>/<video id>.nii.gz`` (or any mask format), to score other tools.
+
+    A prediction named by file name alone (the naming before ids were unique) cannot be told
+    apart from another site's video of the same name, so it is reported, not read.
+    """
     root = Path(folder)
     if not root.is_dir():
         raise InputError(root, "predictions folder not found")
 
     def predict(frames: torch.Tensor, refs: Mapping[int, torch.Tensor], entry: Mapping[str, Any]) -> torch.Tensor:
-        vid = video_id(entry["image"])
+        vid, old = entry_id(entry), legacy_id(entry)
         candidates = sorted(p for p in root.iterdir() if video_id(p) == vid)
         if not candidates:
-            raise InputError(root, f"no prediction for video '{vid}' (expected e.g. {vid}.nii.gz or a {vid}/ folder)")
+            legacy = sorted(p.name for p in root.iterdir() if old != vid and video_id(p) == old)
+            hint = (f"; {legacy[0]} is named by file name only (the old naming), rename it to the id if it is "
+                    f"this video's ({entry['image']})") if legacy else ""
+            raise InputError(root, f"no prediction for video '{vid}' (expected e.g. {vid}.nii.gz or a {vid}/ folder)"
+                                   + hint)
         mask = read_mask(candidates[0])
         if mask.shape != tuple(frames.shape):
             raise InputError(candidates[0], f"prediction shape {mask.shape} differs from video shape "
@@ -148,8 +157,8 @@ def folder_predictor(folder: str | os.PathLike) -> Predictor:
 class VideoEvaluator(Engine):
     """Segment one datalist entry per iteration; handlers consume ``engine.state.output``.
 
-    ``state.output`` holds ``name``, ``probs`` (T, H, W) float tensor, ``pred`` and ``gt`` (T, H, W)
-    uint8 arrays, ``references`` and ``excluded`` (frame indices), ``reference_rule`` (see
+    ``state.output`` holds ``name`` (the video's id), ``probs`` (T, H, W) float tensor, ``pred`` and ``gt``
+    (T, H, W) uint8 arrays, ``references`` and ``excluded`` (frame indices), ``reference_rule`` (see
     :class:`ProtocolReferences`), ``spacing`` (or ``None``), ``frames`` (T, H, W)
     float array, ``image_path`` and ``format`` (the input's format family).
 
@@ -180,7 +189,7 @@ class VideoEvaluator(Engine):
         masks = {t: torch.from_numpy(pair["label"][t]).to(self.device, torch.float32) for t in refs}
         probs = self.predictor(frames, masks, entry).float()
         return {
-            "name": video_id(entry["image"]),
+            "name": entry_id(entry),
             "probs": probs,
             "pred": (probs > self.threshold).to(torch.uint8).cpu().numpy(),
             "gt": pair["label"],

@@ -6,6 +6,11 @@ Labelled frames keep their ground truth, so the set is Ŷ = Yˡ ∪ Ŷᵘ. Each 
 of an Ignite ``Engine``; its mask video and a small per-video record are written atomically, the
 record last, so a killed run resumes at the first video without a record. ``manifest.json``
 merges the records once all videos are done and is what the student stage reads.
+
+Files are named by each video's unique id (:mod:`stbv_monai.data.ids`). A record written under
+the old naming (``<file name>.json``, before ids were unique) is still read where it is
+certainly this video's: its recorded image is this video and no other video of the run has the
+same file name. Otherwise it is reported and the video is labelled again under its id.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from ignite.engine import Engine, Events
 
 from stbv_monai.data.dataset import SOURCE_GT, SOURCE_PSEUDO
 from stbv_monai.data.datalist import load_video_pair
+from stbv_monai.data.ids import entry_id, legacy_id
 from stbv_monai.data.io import atomic_path, video_id, write_mask
 from stbv_monai.engines.distributed import barrier
 
@@ -68,7 +74,7 @@ class PseudoLabeller:
     Args:
         network: the teacher (an STCN), already holding its weights.
         entries: training datalist entries (``image``, ``label``, ``labelled_frames``).
-        output_dir: where ``<video>.nii.gz`` masks, ``<video>.json`` records and the manifest go.
+        output_dir: where ``<id>.nii.gz`` masks, ``<id>.json`` records and the manifest go.
         propagate_fn: ``propagate_fn(network, frames, references) -> (T, H, W)`` probabilities.
         device: where the teacher runs.
         threshold: probability above which a pseudo-label pixel is lesion.
@@ -90,11 +96,12 @@ class PseudoLabeller:
         self.scorer = scorer
         self.rank, self.world_size = rank, world_size
         self.engine = Engine(self._label_video)
+        self._reported: set[Path] = set()
 
     def pending(self) -> list[dict[str, Any]]:
         """This rank's videos that have no finished record yet (resume point)."""
         mine = self.entries[self.rank :: self.world_size]
-        return [e for e in mine if not self._record_path(e).is_file()]
+        return [e for e in mine if self._finished_record(e) is None]
 
     def run(self) -> Path | None:
         """Label the pending videos; once every rank is done, rank 0 writes the manifest (its path; others: None)."""
@@ -111,7 +118,41 @@ class PseudoLabeller:
         return self.write_manifest() if self.rank == 0 else None
 
     def _record_path(self, entry: dict[str, Any]) -> Path:
-        return self.output_dir / f"{video_id(entry['image'])}.json"
+        return self.output_dir / f"{entry_id(entry)}.json"
+
+    def _finished_record(self, entry: dict[str, Any]) -> Path | None:
+        """The video's finished record, or ``None`` if it is to be labelled (again).
+
+        A record counts only if it names this video's image (a datalist edited between runs may
+        give another video the same id). Under the old naming it counts only where certainly this
+        video's: no other video of the run has the same file name.
+        """
+        image = str(Path(entry["image"]).resolve())
+        path, legacy = self._record_path(entry), self.output_dir / f"{legacy_id(entry)}.json"
+        if path.is_file():
+            if _recorded_image(path) == image:
+                return path
+            self._say_once(path, logging.WARNING, "pseudo-labels: %s records another video, not %s; labelling it again",
+                           path, image)
+            return None
+        if legacy == path or not legacy.is_file():
+            return None
+        shared = sum(legacy_id(e) == legacy_id(entry) for e in self.entries) > 1
+        if not shared and _recorded_image(legacy) == image:
+            self._say_once(legacy, logging.INFO, "pseudo-labels: reading %s, written under the old naming, for %s",
+                           legacy, entry_id(entry))
+            return legacy
+        why = "several videos have that file name" if shared else "it records another video"
+        self._say_once(legacy, logging.WARNING, "pseudo-labels: %s, written under the old naming, is not used (%s); "
+                       "the video(s) named %s are labelled again under their ids, e.g. %s", legacy, why, legacy.stem,
+                       path.name)
+        return None
+
+    def _say_once(self, about: Path, level: int, message: str, *args: Any) -> None:
+        """Log ``message`` the first time ``about`` is judged (``pending`` and ``write_manifest`` both look)."""
+        if about not in self._reported:
+            self._reported.add(about)
+            logger.log(level, message, *args)
 
     def _label_video(self, engine: Engine, entry: dict[str, Any]) -> dict[str, Any]:
         pair = load_video_pair(entry)
@@ -124,8 +165,9 @@ class PseudoLabeller:
         source = np.full(len(mask), SOURCE_PSEUDO, np.uint8)
         source[labelled] = SOURCE_GT
         record = {
+            "id": entry_id(entry),
             "image": str(Path(entry["image"]).resolve()),
-            "label": str(write_mask(self.output_dir / f"{video_id(entry['image'])}.nii.gz", mask,
+            "label": str(write_mask(self.output_dir / f"{entry_id(entry)}.nii.gz", mask,
                                     spacing=pair["spacing"]).resolve()),
             "gt_label": str(Path(entry["label"]).resolve()),
             "labelled_frames": labelled,
@@ -139,15 +181,24 @@ class PseudoLabeller:
 
     def write_manifest(self) -> Path:
         """Merge every video's record (all ranks) into ``manifest.json``, in datalist order."""
-        missing = [e["image"] for e in self.entries if not self._record_path(e).is_file()]
+        records = [self._finished_record(e) for e in self.entries]
+        missing = [e["image"] for e, r in zip(self.entries, records) if r is None]
         if missing:
             raise RuntimeError(f"{self.output_dir}: pseudo-labels missing for {len(missing)} video(s), "
                                f"e.g. {missing[0]}; run the pseudo_label stage again to finish them")
-        videos = [json.loads(self._record_path(e).read_text()) for e in self.entries]
+        videos = [{**json.loads(r.read_text()), "id": entry_id(e)} for e, r in zip(self.entries, records)]
         path = self.output_dir / MANIFEST_NAME
         _write_json(path, {"videos": videos, "summary": summarise_records(videos)})
         logger.info("pseudo-labels: %d videos -> %s", len(videos), path)
         return path
+
+
+def _recorded_image(record: Path) -> str | None:
+    """The ``image`` a per-video record names (``None`` if it cannot be read)."""
+    try:
+        return str(json.loads(record.read_text())["image"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def summarise_records(videos: Sequence[dict[str, Any]]) -> dict[str, float]:

@@ -9,6 +9,9 @@ Under ``torchrun`` validation runs on rank 0 only, on the full validation split,
 network (the one that is saved): its numbers and its choice of best network are those of a
 single process. The other processes wait at their next collective (the next iteration's
 gradient all-reduce, or the barrier that ends the stage).
+
+Validation is optional: with no validation entries (a datalist without a ``validation`` split)
+nothing is attached, one log line says so, and the stage's final weights are what it keeps.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ class PeriodicValidation:
             ``key_metric`` improves, to keep the best network.
         key_metric: the metric that decides "best".
 
-    Does nothing on processes other than rank 0.
+    Does nothing on processes other than rank 0, nor without entries.
     """
 
     def __init__(self, evaluator: Engine, entries: Sequence[dict], interval: int = 0, best_saver: Any = None,
@@ -47,6 +50,10 @@ class PeriodicValidation:
         self.best = float("-inf")
 
     def attach(self, engine: Engine) -> None:
+        if not self.entries:
+            if is_main_process():
+                logger.info("no validation split in the datalist: no validation runs, the final weights are kept")
+            return
         if self.interval > 0:
             engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self)
         engine.add_event_handler(Events.COMPLETED, self._final)

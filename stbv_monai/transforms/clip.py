@@ -2,9 +2,10 @@
 
 STCN trains on clips of three frames. ST-BV samples them in two ways:
 
-* ``"bootstrap"`` (stage 1, the teacher): only the expert-labelled frames are eligible; the two
-  labelled frames are re-sampled to three (a random order with one of them repeated; the
-  per-frame weak augmentation then makes the repeated frame differ).
+* ``"bootstrap"`` (stage 1, the teacher): only the expert-labelled frames are eligible, any
+  number of them: two are re-sampled to three (a random order with one repeated), one becomes a
+  clip of the same frame three times (STCN's static-image case), three or more give three
+  distinct ones; the per-frame weak augmentation then makes repeated frames differ.
 * ``"window"`` (stage 3, the student; full supervision): STCN-style, frames sorted in time,
   consecutive picks at most ``max_skip`` apart, drawn from frames whose ``source > 0``.
 
@@ -170,7 +171,9 @@ class SampleClipd(MapTransform, Randomizable):
     ``source`` ``(N,)`` uint8; ``frame_index`` ``(N,)`` int64; ``loss_mask`` ``(N, H, W)``
     float32, 1 on frames with ``source > 0`` (times the input ``loss_mask`` if given), else 0;
     ``confidence`` ``(N,)`` float32 if given; with ``stcs``: ``stcs_image`` ``(3, H, W)``
-    float32 ordered ``[t, t+1, tau]`` and ``stcs_index`` ``(3,)`` int64. Other keys pass through.
+    float32 ordered ``[t, t+1, tau]`` and ``stcs_index`` ``(3,)`` int64. ``labelled_frames`` is
+    removed: its length varies between videos, so clips keeping it would not collate into a
+    batch (``source`` says which clip frames are labelled). Other keys pass through.
 
     Args:
         keys: per-frame video arrays to slice (the first one also feeds ``stcs_image``).
@@ -251,6 +254,7 @@ class SampleClipd(MapTransform, Randomizable):
             mask = mask * as_tensor(d[self.loss_mask_key][idx], torch.float32)
         d[self.loss_mask_key] = mask
         d[self.source_key] = clip_source
+        d.pop(self.labelled_key, None)
         d[self.index_key] = index
         if self.confidence_key in d and d[self.confidence_key] is not None:
             d[self.confidence_key] = as_tensor(np.asarray(d[self.confidence_key])[idx], torch.float32)
