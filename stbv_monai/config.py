@@ -7,6 +7,10 @@ file gives a ``true``/``false`` literal is a boolean id; its value, wherever it 
 turned into a bool (``true/false``, ``1/0``, ``yes/no``, ``on/off``) or refused with one line
 naming the id. Expressions (``$...``) and references (``@...``) are left to be evaluated.
 Consumers then receive real bools and never parse strings themselves.
+
+Numeric settings that cannot work (``--batch_size 0``, ``--teacher_stage#iterations -5``,
+``--spatial_size [0, 0]``) are refused by :func:`check_settings`, right after, before anything
+is read or written.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import yaml
 
 from stbv_monai.errors import InputError
 
-__all__ = ["boolean_ids", "coerce_flags", "parse_flag"]
+__all__ = ["SETTING_RULES", "boolean_ids", "check_settings", "coerce_flags", "parse_flag"]
 
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
@@ -90,3 +94,83 @@ def coerce_flags(parser: Any = None) -> list[str]:
         parser[name] = parse_flag(value, name)
         changed.append(name)
     return changed
+
+
+#: ``config id: (kind, least value)`` for numeric settings whose wrong values fail late or silently
+#: (a negative iteration count ran one pass). Kinds: ``int`` (an integer >= least), ``optional_int``
+#: (``null`` or that), ``float`` (a number >= least; a tiny least means "> 0"), ``size``
+#: (``[height, width]``, integers >= least), ``prob`` (a number in [0, 1]).
+SETTING_RULES: dict[str, tuple[str, float]] = {
+    "batch_size": ("int", 1),
+    "num_workers": ("int", 0),
+    "max_skip": ("int", 1),
+    "spatial_size": ("size", 1),
+    "lr": ("float", 1e-12),
+    "checkpoint_interval": ("int", 1),
+    "val_interval": ("int", 0),
+    "tracking_log_every": ("int", 1),
+    "teacher_stage#iterations": ("int", 1),
+    "student_stage#iterations": ("int", 1),
+    "propagation#mem_every": ("int", 1),
+    "propagation#top_k": ("optional_int", 1),
+    "propagation#max_memory_frames": ("optional_int", 1),
+    "stcs#weight": ("float", 0.0),
+    "stcs#temperature": ("float", 1e-12),
+    "sda#cutmix_prob": ("prob", 0.0),
+}
+
+
+def check_settings(parser: Any = None) -> list[str]:
+    """Refuse a numeric setting of :data:`SETTING_RULES` that cannot work; the ids checked.
+
+    Args:
+        parser: a MONAI ``ConfigParser``; ``None`` finds the running ``ConfigWorkflow``'s.
+
+    Raises:
+        InputError: one line naming the setting and the problem, e.g.
+            ``--batch_size: must be an integer >= 1, got 0``.
+    """
+    from stbv_monai.tracking.params import find_bundle_parser
+
+    parser = parser if parser is not None else find_bundle_parser()
+    if parser is None:
+        return []
+    checked = []
+    for name, (kind, least) in SETTING_RULES.items():
+        if name not in parser:
+            continue
+        value = parser[name]
+        if isinstance(value, str) and value.startswith(_CODE):
+            value = parser.get_parsed_content(name)
+        _check_value(name, value, kind, least)
+        checked.append(name)
+    return checked
+
+
+def _check_value(name: str, value: Any, kind: str, least: float) -> None:
+    if kind == "optional_int" and value is None:
+        return
+    if kind == "size":
+        ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_int(v) and v >= least for v in value)
+        if not ok:
+            raise InputError(f"--{name}", f"must be two integers >= {int(least)} ([height, width]), got {value!r}")
+        return
+    if kind == "prob":
+        if not (_is_number(value) and 0.0 <= value <= 1.0):
+            raise InputError(f"--{name}", f"must be a probability in [0, 1], got {value!r}")
+        return
+    if kind in ("int", "optional_int"):
+        if not (_is_int(value) and value >= least):
+            raise InputError(f"--{name}", f"must be an integer >= {int(least)}, got {value!r}")
+        return
+    if not (_is_number(value) and value >= least):
+        bound = "> 0" if 0 < least < 1e-6 else f">= {least:g}"
+        raise InputError(f"--{name}", f"must be a number {bound}, got {value!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value

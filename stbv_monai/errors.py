@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["InputError", "find_input_error", "install_excepthook"]
+__all__ = ["InputError", "StopRequested", "find_input_error", "innermost_error", "install_excepthook"]
 
 
 class InputError(ValueError):
@@ -20,6 +20,44 @@ class InputError(ValueError):
         self.source = str(source)
         self.problem = problem
         super().__init__(f"{self.source}: {problem}")
+
+
+class StopRequested(SystemExit):
+    """A run stopped on purpose by SIGTERM or SIGINT (:mod:`stbv_monai.handlers.stop_on_signal`).
+
+    A ``SystemExit``, so nothing that catches ``Exception`` swallows it and the process exits
+    with ``128 + signum``, the status of a process killed by that signal, after its ``atexit``
+    handlers (MLflow runs marked KILLED, the output folder's lock given back).
+
+    Args:
+        signum: the signal received.
+        where: what was running, for the message (e.g. ``iteration 57 of 300``).
+    """
+
+    def __init__(self, signum: int, where: str = "") -> None:
+        super().__init__(128 + int(signum))
+        self.signum, self.where = int(signum), where
+
+    def __str__(self) -> str:
+        import signal
+
+        name = signal.Signals(self.signum).name
+        return f"stopped by {name}" + (f" at {self.where}" if self.where else "")
+
+
+def innermost_error(exc: BaseException) -> BaseException:
+    """The root cause of ``exc``: the end of its ``__cause__``/``__context__`` chain.
+
+    MONAI's config parser wraps an error in "Failed to evaluate ConfigExpression ..."; the user
+    (and MLflow's ``error`` tag) want what went wrong underneath.
+    """
+    seen = {id(exc)}
+    while True:
+        nxt = exc.__cause__ or exc.__context__
+        if nxt is None or id(nxt) in seen:
+            return exc
+        seen.add(id(nxt))
+        exc = nxt
 
 
 def find_input_error(exc: BaseException | None) -> InputError | None:

@@ -23,6 +23,7 @@ from monai.data import load_decathlon_datalist
 
 from stbv_monai.data.ids import assign_ids
 from stbv_monai.data.io import MIN_FRAMES, count_frames, read_mask, read_video, video_id
+from stbv_monai.data.memory import check_video_memory
 from stbv_monai.errors import InputError
 
 __all__ = ["OPTIONAL_SPLITS", "SPLITS", "describe_datalist", "folder_entries", "labelled_fraction", "load_datalist", "check_labelled_frames", "check_video_pair", "load_video_pair"]
@@ -56,6 +57,8 @@ def load_datalist(path: str | os.PathLike, split: str, require_label: bool = Tru
         return []
     if split not in raw or not isinstance(raw[split], list):
         raise InputError(path, f"datalist has no '{split}' list (found keys: {', '.join(sorted(raw)) or 'none'})")
+    if not raw[split] and split not in OPTIONAL_SPLITS:
+        raise InputError(path, f"datalist's '{split}' list is empty: it needs at least one video")
     for i, entry in enumerate(raw[split]):
         _check_entry(entry, f"{path} [{split}][{i}]", require_label)
     _report_outside_paths(path, raw)
@@ -164,8 +167,13 @@ def check_video_pair(frames: np.ndarray, mask: np.ndarray, labelled_frames: Sequ
 
 
 def load_video_pair(entry: dict[str, Any]) -> dict[str, Any]:
-    """Read and check one datalist entry: ``image`` (T, H, W) float32, ``label`` (T, H, W) uint8."""
+    """Read and check one datalist entry: ``image`` (T, H, W) float32, ``label`` (T, H, W) uint8.
+
+    Raises:
+        InputError: a bad file or pair, or a video too large to segment in the memory available.
+    """
     video = read_video(entry["image"])
+    check_video_memory(video.frames.shape, entry["image"])
     mask = read_mask(entry["label"])
     labelled = check_video_pair(video.frames, mask, entry["labelled_frames"], entry["image"], entry["label"])
     return {

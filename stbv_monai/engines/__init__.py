@@ -12,6 +12,7 @@ from stbv_monai.engines.evaluator import (
     network_predictor,
 )
 from stbv_monai.engines.pseudo_label import PseudoLabeller, read_manifest, video_id
+from stbv_monai.engines.run_lock import lock_output_dir
 from stbv_monai.engines.stages import SaveNetwork, TrainCheckpoints, clip_loader, latest_checkpoint, run_stage, unwrap
 from stbv_monai.engines.trainer import ClipTrainer
 
@@ -24,6 +25,7 @@ __all__ = [
     "TrainCheckpoints",
     "clip_loader",
     "latest_checkpoint",
+    "lock_output_dir",
     "run_stage",
     "unwrap",
     "PseudoLabeller",

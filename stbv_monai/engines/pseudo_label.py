@@ -81,12 +81,14 @@ class PseudoLabeller:
         scorer: optional ``scorer(pred, gt, references) -> dict`` that scores the pseudo-labels
             against the full label file (when it holds more than the labelled frames).
         rank, world_size: this process's share of the videos under torchrun (videos ``rank::world_size``).
+        teacher_path: the teacher's weights file; a record older than it came from an earlier
+            teacher (one retrained since) and is redone.
     """
 
     def __init__(self, network: torch.nn.Module, entries: Sequence[dict[str, Any]], output_dir: str | os.PathLike,
                  propagate_fn: Callable[..., torch.Tensor], device: torch.device | str = "cpu",
                  threshold: float = 0.5, scorer: Callable[..., dict[str, float]] | None = None,
-                 rank: int = 0, world_size: int = 1) -> None:
+                 rank: int = 0, world_size: int = 1, teacher_path: str | os.PathLike | None = None) -> None:
         self.network = network
         self.entries = list(entries)
         self.output_dir = Path(output_dir)
@@ -95,6 +97,7 @@ class PseudoLabeller:
         self.threshold = threshold
         self.scorer = scorer
         self.rank, self.world_size = rank, world_size
+        self.teacher_path = Path(teacher_path) if teacher_path else None
         self.engine = Engine(self._label_video)
         self._reported: set[Path] = set()
 
@@ -102,6 +105,15 @@ class PseudoLabeller:
         """This rank's videos that have no finished record yet (resume point)."""
         mine = self.entries[self.rank :: self.world_size]
         return [e for e in mine if self._finished_record(e) is None]
+
+    def finished(self) -> bool:
+        """Whether the manifest is written, newer than the teacher, and no video is pending (a done stage)."""
+        manifest = self.output_dir / MANIFEST_NAME
+        return manifest.is_file() and not self._older_than_teacher(manifest) and not self.pending()
+
+    def _older_than_teacher(self, path: Path) -> bool:
+        return (self.teacher_path is not None and self.teacher_path.is_file()
+                and path.stat().st_mtime < self.teacher_path.stat().st_mtime)
 
     def run(self) -> Path | None:
         """Label the pending videos; once every rank is done, rank 0 writes the manifest (its path; others: None)."""
@@ -130,6 +142,10 @@ class PseudoLabeller:
         image = str(Path(entry["image"]).resolve())
         path, legacy = self._record_path(entry), self.output_dir / f"{legacy_id(entry)}.json"
         if path.is_file():
+            if self._older_than_teacher(path):
+                self._say_once(self.output_dir, logging.INFO, "pseudo-labels in %s predate the teacher %s: "
+                               "labelling again", self.output_dir, self.teacher_path)
+                return None
             if _recorded_image(path) == image:
                 return path
             self._say_once(path, logging.WARNING, "pseudo-labels: %s records another video, not %s; labelling it again",
@@ -138,7 +154,7 @@ class PseudoLabeller:
         if legacy == path or not legacy.is_file():
             return None
         shared = sum(legacy_id(e) == legacy_id(entry) for e in self.entries) > 1
-        if not shared and _recorded_image(legacy) == image:
+        if not shared and _recorded_image(legacy) == image and not self._older_than_teacher(legacy):
             self._say_once(legacy, logging.INFO, "pseudo-labels: reading %s, written under the old naming, for %s",
                            legacy, entry_id(entry))
             return legacy

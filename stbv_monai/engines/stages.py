@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -23,7 +24,7 @@ from stbv_monai.data.io import atomic_path
 from stbv_monai.engines.distributed import is_main_process
 from stbv_monai.engines.trainer import ClipTrainer
 
-__all__ = ["SaveNetwork", "TrainCheckpoints", "clip_loader", "latest_checkpoint", "run_stage", "unwrap"]
+__all__ = ["SaveNetwork", "TrainCheckpoints", "clip_loader", "latest_checkpoint", "prune_checkpoints", "run_stage", "unwrap"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +59,28 @@ def latest_checkpoint(folder: str | os.PathLike) -> str | None:
     return max(found, key=os.path.getmtime) if found else None
 
 
+_ITERATION_FILE = re.compile(r"checkpoint_iteration=(\d+)\.pt$")
+
+
+def prune_checkpoints(folder: str | os.PathLike, keep: int) -> list[str]:
+    """Delete all but the ``keep`` newest ``checkpoint_iteration=N.pt`` in ``folder``; the deleted paths.
+
+    MONAI's ``CheckpointSaver`` keeps its own last ``n_saved`` files, but a resumed run's saver
+    does not know the files the killed run wrote, which would then stay forever.
+    """
+    found = sorted((int(m.group(1)), p) for p in glob.glob(os.path.join(folder, "checkpoint_iteration=*.pt"))
+                   if (m := _ITERATION_FILE.search(p)))
+    stale = [p for _, p in found[:-keep]] if keep > 0 else []
+    for path in stale:
+        os.remove(path)
+    return stale
+
+
 class TrainCheckpoints:
     """Save network, optimizer and trainer every ``interval`` iterations and at the end (MONAI
     ``CheckpointSaver``); with ``resume``, first restore the latest of them (MONAI
     ``CheckpointLoader``) so the iteration count, optimizer moments and weights continue.
+    Only the ``n_saved`` newest interval checkpoints stay in the folder, a resumed run's included.
 
     The trainer itself is part of what is saved, and it does not exist yet when configs build
     handlers, so both MONAI handlers are created in :meth:`attach`. ``extra`` names further
@@ -74,8 +93,10 @@ class TrainCheckpoints:
         self.folder, self.network, self.optimizer = str(folder), network, optimizer
         self.interval, self.resume, self.n_saved = interval, resume, n_saved
         self.extra = dict(extra or {})
+        self.engine: Engine | None = None
 
     def attach(self, engine: Engine) -> None:
+        self.engine = engine
         objects = {"network": self.network, "optimizer": self.optimizer, "trainer": engine, **self.extra}
         path = latest_checkpoint(self.folder) if self.resume else None
         if self.resume and path is None:
@@ -85,6 +106,20 @@ class TrainCheckpoints:
             logger.info("resuming from %s", path)
         CheckpointSaver(save_dir=self.folder, save_dict=objects, save_interval=self.interval, epoch_level=False,
                         n_saved=self.n_saved, save_final=True, final_filename="checkpoint_final.pt").attach(engine)
+        engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self._prune)
+
+    def _prune(self, engine: Engine) -> None:
+        if is_main_process():
+            prune_checkpoints(self.folder, self.n_saved)
+
+    def finished(self) -> bool:
+        """Whether the latest checkpoint already holds the attached trainer's whole budget (a done stage)."""
+        path = latest_checkpoint(self.folder)
+        if self.engine is None or path is None:
+            return False
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("trainer", {})
+        budget = (self.engine.state.epoch_length or 0) * (self.engine.state.max_epochs or 0)
+        return budget > 0 and int(state.get("iteration", 0)) >= budget
 
 
 class SaveNetwork:

@@ -18,6 +18,7 @@ from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys as Keys
 
+from stbv_monai.handlers.stop_on_signal import StopOnSignal
 from stbv_monai.losses import SegmentationLoss, STCSLoss
 
 __all__ = ["ClipTrainer"]
@@ -48,6 +49,7 @@ class ClipTrainer(SupervisedTrainer):
         self.stcs_loss = stcs_loss
         self.batch_transform = batch_transform
         self.use_amp = amp
+        StopOnSignal().attach(self)  # SIGTERM/SIGINT: stop at the end of the iteration, checkpointed
 
     def _iteration(self, engine: ClipTrainer, batchdata: Mapping[str, Any]) -> dict[str, Any]:  # type: ignore[override]
         batch = {k: v.to(engine.state.device, non_blocking=engine.non_blocking) for k, v in batchdata.items()

@@ -17,7 +17,7 @@ from stbv_monai.engines.stages import unwrap
 from stbv_monai.networks import load_pretrained
 from stbv_monai.networks.stcn import TRAINING_SIZE_KEY
 
-__all__ = ["evaluate_protocols", "load_model", "publish", "run_engine", "with_handlers"]
+__all__ = ["evaluate_protocols", "load_model", "publish", "run_engine", "up_to_date", "with_handlers"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,14 @@ def load_model(network: torch.nn.Module, ckpt: str | os.PathLike | None, device:
     else:
         logger.warning("no checkpoint given: the network keeps its initial (untrained) weights")
     return network.to(device).eval()
+
+
+def up_to_date(output: str | os.PathLike, *inputs: str | os.PathLike) -> bool:
+    """Whether ``output`` exists and is newer than every existing file of ``inputs`` (a done stage)."""
+    if not os.path.isfile(output):
+        return False
+    made = os.path.getmtime(output)
+    return all(made >= os.path.getmtime(p) for p in inputs if p and os.path.exists(p))
 
 
 def run_engine(engine: Engine, data: Sequence[Any], handlers: Sequence[Any] = ()) -> dict[str, Any]:

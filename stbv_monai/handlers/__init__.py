@@ -5,8 +5,9 @@ from __future__ import annotations
 from stbv_monai.handlers.ema_relabel import EMARelabel
 from stbv_monai.handlers.prediction_writer import PredictionWriter
 from stbv_monai.handlers.progress import TrainingProgress
+from stbv_monai.handlers.stop_on_signal import StopOnSignal, install_stop_signals
 from stbv_monai.handlers.tracking import StageTracker
 from stbv_monai.handlers.validation import PeriodicValidation
 from stbv_monai.handlers.video_metrics import METRIC_NAMES, VideoMetricsHandler
 
-__all__ = ["EMARelabel", "METRIC_NAMES", "PeriodicValidation", "PredictionWriter", "StageTracker", "TrainingProgress", "VideoMetricsHandler"]
+__all__ = ["EMARelabel", "METRIC_NAMES", "PeriodicValidation", "PredictionWriter", "StageTracker", "StopOnSignal", "TrainingProgress", "VideoMetricsHandler", "install_stop_signals"]

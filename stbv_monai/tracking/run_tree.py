@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from stbv_monai.errors import StopRequested, innermost_error
 from stbv_monai.tracking.params import bundle_params, git_commit, raw_bundle_config
 from stbv_monai.tracking.store import artifact_location, resolve_uri
 
@@ -75,6 +76,7 @@ class RunTree:
         self.experiment_id: str | None = None
         self.parent_id: str | None = None
         self.child_id: str | None = None
+        self.resume = False
         self._error: BaseException | None = None
         self._parent_params: set[str] = set()
 
@@ -90,9 +92,13 @@ class RunTree:
         return self.child_id or self.parent_id
 
     def begin(self, resume: bool = False) -> str | None:
-        """Open the parent run (``resume``: continue the one recorded in ``output_dir``); its id or ``None``."""
+        """Open the parent run (``resume``: continue the one recorded in ``output_dir``); its id or ``None``.
+
+        ``resume`` also lets :meth:`stage` skip stages that say they are done.
+        """
         from stbv_monai.engines.distributed import is_main_process
 
+        self.resume = self.resume or bool(resume)
         if self.parent_id or not self.enabled or not is_main_process():
             return self.parent_id
         self._guard(self._open, resume)
@@ -153,19 +159,23 @@ class RunTree:
         if self.active:  # the workflow did not reach finalize: an uncaught error or an interrupt
             if self._error is not None:
                 self._tag_error(self.parent_id, self._error)
-            self.end("KILLED" if isinstance(self._error, KeyboardInterrupt) else "FAILED")
+            self.end(_status_after(self._error))
 
     # ------------------------------------------------------------------ stages
     def stage(self, name: str, fn: Callable[[], Any], metrics: Callable[[Any], Mapping[str, float]] | None = None,
               artifacts: Iterable[str | os.PathLike | None] | Callable[[], Iterable] = (),
-              to_parent: bool = False, child: bool = True) -> Any:
+              to_parent: bool = False, child: bool = True, done: Callable[[], bool] | None = None) -> Any:
         """Run ``fn`` as stage ``name`` in a child run; log ``metrics(result)`` and the existing ``artifacts``.
 
-        A stage that raises ends its child run and the parent FAILED (KILLED on Ctrl-C), the error
-        as the ``error`` tag, and the error propagates. ``to_parent`` copies the metrics onto the
-        parent run (the test metrics, which runs are compared by); ``child=False`` logs into the
-        parent itself (a one-stage workflow such as ``evaluate``).
+        A stage that raises ends its child run and the parent FAILED (KILLED on SIGTERM/Ctrl-C), the
+        root cause as the ``error`` tag, and the error propagates. ``to_parent`` copies the metrics
+        onto the parent run (the test metrics, which runs are compared by); ``child=False`` logs into
+        the parent itself (a one-stage workflow such as ``evaluate``). On resume, a stage whose
+        ``done()`` is true is skipped (``None`` returned): nothing runs and nothing is logged again.
         """
+        if self.resume and done is not None and done():
+            logger.info("%s: already done, skipped (resume)", name)
+            return None
         self.begin()
         if not self.active:
             return fn()
@@ -174,7 +184,7 @@ class RunTree:
         try:
             result = fn()
         except BaseException as exc:
-            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+            status = _status_after(exc)
             for run_id in (self.child_id, self.parent_id):
                 self._tag_error(run_id, exc)
             self.end(status)
@@ -249,7 +259,8 @@ class RunTree:
 
     def _tag_error(self, run_id: str | None, exc: BaseException) -> None:
         if run_id:
-            self._guard(self.client.set_tag, run_id, "error", f"{type(exc).__name__}: {exc}"[:5000])
+            cause = innermost_error(exc)
+            self._guard(self.client.set_tag, run_id, "error", f"{type(cause).__name__}: {cause}"[:5000])
 
     # ------------------------------------------------------------------ bookkeeping
     def _recorded(self, uri: str) -> str | None:
@@ -277,6 +288,11 @@ class RunTree:
                                type(exc).__name__, exc)
             self.client, self.parent_id, self.child_id, self.enabled = None, None, None, False
             return None
+
+
+def _status_after(exc: BaseException | None) -> str:
+    """A run ended by ``exc``: KILLED when stopped on purpose (a signal, Ctrl-C), else FAILED."""
+    return "KILLED" if isinstance(exc, (KeyboardInterrupt, StopRequested)) else "FAILED"
 
 
 def _end_orphans(client: Any, experiment_id: str, parent_id: str) -> None:
