@@ -65,11 +65,13 @@ class ServerProcess:
                 self.process.wait(timeout=15)
 
 
-def start_server(studies: Path, workdir: Path, conf: dict[str, str]) -> ServerProcess:
+def start_server(studies: Path, workdir: Path, conf: dict[str, str],
+                 env: dict[str, str] | None = None) -> ServerProcess:
     """Start the app as the README documents, on a free loopback port; logs go to ``workdir/server.log``.
 
     ``OMP_NUM_THREADS=1``: on a shared 2-core machine torch's thread pool contends with other jobs
-    and tiny test videos run far slower with 2 threads than with 1.
+    and tiny test videos run far slower with 2 threads than with 1. ``env`` adds variables (e.g.
+    ``TMPDIR``, to watch the server's temporary files).
     """
     port = free_port()
     log_config = workdir / "logging.json"
@@ -85,11 +87,11 @@ def start_server(studies: Path, workdir: Path, conf: dict[str, str]) -> ServerPr
     for key, value in conf.items():
         cmd += ["--conf", key, value]
     # the `monailabel` script runs `$MONAILABEL_PYEXE -m monailabel.main` (default: `python` on PATH)
-    env = {**os.environ, "MONAILABEL_PYEXE": sys.executable, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
-           "MONAI_LABEL_SESSION_PATH": str(workdir / "sessions")}
+    environ = {**os.environ, "MONAILABEL_PYEXE": sys.executable, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+               "MONAI_LABEL_SESSION_PATH": str(workdir / "sessions"), **(env or {})}
     log = workdir / "server.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     return ServerProcess(proc, f"http://127.0.0.1:{port}", log)
 

@@ -12,8 +12,10 @@ Modules (only those marked * import MONAI Label, so the rest work without it):
 * ``frame_selection``: which video to annotate next and which two frames to paint.
 * ``result_io``: read the request's video and label, write the result with the video's geometry.
 * ``import_videos``: convert MP4/DICOM/frame folders into the NIfTI 2D+t datastore layout.
+* ``safe_names``: which video ids and label tags may reach the file system.
 * ``propagate_task`` *, ``two_shot_train`` *, ``frame_strategy`` *, ``video_datastore`` *,
   ``http_errors`` *, ``label_app`` *: the MONAI Label tasks, datastore and app.
+* ``uploads`` *: the server's upload size limit and removal of every upload's temporary file.
 
 Nothing is imported here, so ``python -m stbv_monai.label.import_videos`` stays light.
 """

@@ -14,11 +14,15 @@ without a restart):
 Of those two files, the one modified last is served, so a finished ``two_shot`` training
 replaces the base model and a newer base model replaces an old app model. With neither file,
 the network keeps untrained (seeded) weights and a warning is logged.
+
+``--conf max_upload_mb N`` (default 1024, i.e. 1 GiB) caps every request body: a larger upload
+is answered HTTP 413 before it is stored (:mod:`stbv_monai.label.uploads`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,14 +34,16 @@ from stbv_monai import REPO_ROOT
 from stbv_monai.errors import InputError
 from stbv_monai.networks import PRESETS
 
-__all__ = ["AppConfig", "DEFAULT_BASE_MODEL", "KNOWN_KEYS"]
+__all__ = ["AppConfig", "DEFAULT_BASE_MODEL", "DEFAULT_MAX_UPLOAD_MB", "KNOWN_KEYS"]
 
 logger = logging.getLogger(__name__)
 
 #: The bundle's deliverable (``bash scripts/main.sh`` writes it).
 DEFAULT_BASE_MODEL = REPO_ROOT / "outputs" / "train" / "models" / "model.pt"
 #: ``--conf`` keys the app reads; others are reported once as probably misspelt.
-KNOWN_KEYS = ("model_path", "model_dir", "network", "device", "mem_every", "top_k", "threshold")
+KNOWN_KEYS = ("model_path", "model_dir", "network", "device", "mem_every", "top_k", "threshold", "max_upload_mb")
+#: Default ``--conf max_upload_mb``: 1 GiB, several times a long ultrasound video as NIfTI.
+DEFAULT_MAX_UPLOAD_MB = 1024
 _NONE = {"", "none", "null", "untrained"}
 
 
@@ -54,6 +60,7 @@ class AppConfig:
         mem_every: memorise every ``mem_every``-th frame during propagation.
         top_k: top-k memory readout (``None``: full softmax).
         threshold: probability above which a pixel is lesion in the returned mask.
+        max_upload_bytes: the largest request body (upload) the server accepts.
     """
 
     model_dir: Path
@@ -64,6 +71,7 @@ class AppConfig:
     mem_every: int = 5
     top_k: int | None = 20
     threshold: float = 0.5
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 2**20
 
     @property
     def trained_model(self) -> Path:
@@ -120,6 +128,8 @@ class AppConfig:
             mem_every=_number("mem_every", conf.get("mem_every", "5"), int, 1),
             top_k=None if top_k.lower() in _NONE else _number("top_k", top_k, int, 1),
             threshold=_number("threshold", conf.get("threshold", "0.5"), float, 0.0, 1.0),
+            max_upload_bytes=int(_number("max_upload_mb", conf.get("max_upload_mb", str(DEFAULT_MAX_UPLOAD_MB)),
+                                         float, 0.001) * 2**20),
         )
 
 
@@ -151,6 +161,8 @@ def _device(value: str | None) -> tuple[torch.device, bool]:
 def _number(key: str, value: str, kind: type, low: float, high: float | None = None) -> int | float:
     try:
         number = kind(value)
+        if not math.isfinite(number):
+            raise ValueError(value)
     except ValueError as exc:
         raise InputError(f"--conf {key}", f"{value!r} is not a{'n integer' if kind is int else ' number'}") from exc
     if number < low or (high is not None and number > high):

@@ -26,6 +26,7 @@ from stbv_monai.errors import InputError
 from stbv_monai.label.frame_selection import order_videos, pick_reference_frames, thumbnails
 from stbv_monai.label.http_errors import BAD_REQUEST, NOT_FOUND, http_error, input_errors_as_http
 from stbv_monai.label.result_io import read_request_video
+from stbv_monai.label.safe_names import is_known_id, unknown_video
 
 __all__ = ["TwoFramesStrategy"]
 
@@ -45,8 +46,9 @@ class TwoFramesStrategy(Strategy):
         min_gap = _min_gap(request.get("min_gap"))
         image_id = request.get("image") or request.get("video")
         if image_id:
-            if image_id not in datastore.list_images():
-                raise http_error(NOT_FOUND, f"video '{image_id}' is not in the datastore")
+            known = datastore.list_images()
+            if not is_known_id(image_id, known):  # one answer for a path, a traversal and a missing video
+                raise http_error(NOT_FOUND, unknown_video(image_id, len(known)))
             with input_errors_as_http(BAD_REQUEST):
                 return self._answer(image_id, self._thumbnails(image_id, datastore), min_gap)
         thumbs = {}

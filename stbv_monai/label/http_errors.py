@@ -15,12 +15,14 @@ from fastapi import HTTPException
 
 from stbv_monai.errors import InputError, find_input_error
 
-__all__ = ["BAD_REQUEST", "NOT_FOUND", "UNAVAILABLE", "http_error", "input_errors_as_http"]
+__all__ = ["BAD_REQUEST", "CONFLICT", "NOT_FOUND", "TOO_LARGE", "UNAVAILABLE", "http_error", "input_errors_as_http"]
 
 logger = logging.getLogger(__name__)
 
 BAD_REQUEST = 400
 NOT_FOUND = 404
+CONFLICT = 409
+TOO_LARGE = 413
 UNAVAILABLE = 503
 
 

@@ -3,6 +3,12 @@
 Offline by construction: it builds its network locally (``--conf model_path`` or the files of
 :mod:`stbv_monai.label.app_config`), uses MONAI Label's local datastore only, and defines no
 bundle, model-zoo or SAM2 task, so nothing is downloaded at start or later.
+
+Nothing outside the studies folder is reachable by request: video ids and label tags are checked
+by the datastore (:mod:`stbv_monai.label.video_datastore`), an infer request names a datastore
+video or uploads one (a path is answered like an unknown id, HTTP 404), uploads are size-limited
+and always removed (:mod:`stbv_monai.label.uploads`), and MONAI Label's sessions, which keep
+uploads on disk for an hour, are off.
 """
 
 from __future__ import annotations
@@ -21,11 +27,12 @@ import stbv_monai
 from stbv_monai.errors import InputError
 from stbv_monai.label.app_config import AppConfig
 from stbv_monai.label.frame_strategy import TwoFramesStrategy
-from stbv_monai.label.http_errors import input_errors_as_http
+from stbv_monai.label.http_errors import BAD_REQUEST, http_error, input_errors_as_http
 from stbv_monai.label.model_store import ModelStore
 from stbv_monai.label.propagate_task import LABELS, PropagateInfer
 from stbv_monai.label.references import ResultMemory
 from stbv_monai.label.two_shot_train import TwoShotTrain
+from stbv_monai.label.uploads import trusted_keys
 from stbv_monai.label.video_datastore import VideoDatastore
 
 __all__ = ["STBVLabelApp"]
@@ -76,29 +83,55 @@ class STBVLabelApp(MONAILabelApp):
     def init_strategies(self) -> dict[str, Any]:
         return {"two_frames": TwoFramesStrategy()}
 
-    def infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
-        """MONAI Label's infer, after resolving the video id (HTTP 404 if unknown) and the label.
+    def server_mode(self, mode: bool) -> None:
+        """MONAI Label's call when the server starts: install the upload limit and cleanup (:mod:`.uploads`)."""
+        super().server_mode(mode)
+        if mode:
+            from stbv_monai.label import uploads
 
-        The label is the uploaded ``label`` file when there is one, else the video's saved label
-        (tag ``reference_tag``, default ``final``).
+            uploads.install(self.app_config.max_upload_bytes)
+
+    def _load_sessions(self, load: bool = False) -> None:
+        """No sessions: a session upload stays on disk until it expires, and this app serves datastore videos."""
+        if load:
+            logger.info("stbv app: MONAI Label sessions are disabled (PUT /session/ answers 406)")
+        return None
+
+    def infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
+        """MONAI Label's infer, after resolving the video (a datastore id or an uploaded file) and the label.
+
+        ``image`` must be a video id from the datastore (else HTTP 404, paths included) unless the
+        endpoint filled it from an uploaded file. The label is the uploaded ``label`` file when
+        there is one (a path in ``label`` is refused), else the video's saved label (tag
+        ``reference_tag``, default ``final``).
         """
-        request = dict(request)
+        request = {k: v for k, v in request.items() if k not in ("video_id", "label_origin")}
         store = datastore or self.datastore()
+        uploaded = trusted_keys()
         image = request.get("image")
-        if isinstance(image, str) and image and (image in store.list_images() or not os.path.exists(image)):
-            store.require_image(image)  # HTTP 404 for an unknown id
+        if "image" in uploaded:
+            request["video_id"] = _describe_upload(str(image))
+        else:
+            store.require_image(image)  # HTTP 404 for anything but a datastore id
             request["video_id"] = image
-            if request.get("label"):
-                request["label_origin"] = "upload"
-            else:
-                tag = request.get("reference_tag") or DefaultLabelTag.FINAL.value
-                saved = store.get_label_uri(image, tag)
-                if saved and os.path.exists(saved):
-                    request["label"], request["label_origin"] = saved, f"saved:{tag}"
-        elif isinstance(image, str) and image:  # an uploaded file (or a session's image)
-            request.setdefault("video_id", _describe_upload(image))
+        if request.get("save_label"):
+            store.check_tag(request.get("label_tag") or DefaultLabelTag.ORIGINAL.value)  # before a result is written
+        if request.get("label"):
+            if "label" not in uploaded:
+                raise http_error(BAD_REQUEST, "label: send the label video as the multipart file 'label' "
+                                              "(file paths are not accepted)")
+            request["label_origin"] = "upload"
+        elif "image" not in uploaded:
+            tag = request.get("reference_tag") or DefaultLabelTag.FINAL.value
+            saved = store.get_label_uri(image, tag)
+            if saved and os.path.exists(saved):
+                request["label"], request["label_origin"] = saved, f"saved:{tag}"
         with input_errors_as_http():
             return super().infer(request, datastore)
+
+    def infer_wsi(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
+        """Refused: the app's videos are not whole-slide images (MONAI Label would read ``image`` as a path)."""
+        raise http_error(BAD_REQUEST, "WSI inference is not supported by this app; use POST /infer/propagate")
 
 
 def _describe_upload(path: str) -> str:
@@ -106,4 +139,4 @@ def _describe_upload(path: str) -> str:
     p = Path(path)
     if p.parent == Path(tempfile.gettempdir()):
         return f"uploaded file ({''.join(p.suffixes) or 'no suffix'})"
-    return path
+    return "uploaded file"

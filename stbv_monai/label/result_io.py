@@ -30,7 +30,7 @@ def read_request_video(path: str | os.PathLike, name: str | None = None) -> Vide
     try:
         return read_video(path)
     except InputError as exc:
-        raise InputError(name or exc.source, f"not a usable video: {exc.problem}") from exc
+        raise InputError(name or exc.source, f"not a usable video: {_unnamed(exc.problem, path)}") from exc
 
 
 def read_label_for(path: str | os.PathLike, video: Video, name: str = "label") -> np.ndarray:
@@ -42,7 +42,7 @@ def read_label_for(path: str | os.PathLike, video: Video, name: str = "label") -
     try:
         mask = read_mask(path)
     except InputError as exc:
-        raise InputError(name, exc.problem) from exc
+        raise InputError(name, _unnamed(exc.problem, path)) from exc
     if mask.shape != video.frames.shape:
         raise InputError(name, f"label shape (T, H, W) = {tuple(mask.shape)} differs from the video's "
                                f"{tuple(video.frames.shape)}; send a label painted on this video")
@@ -71,6 +71,11 @@ def write_like(image_path: str | os.PathLike, volume: np.ndarray, spacing: tuple
     if dtype == np.uint8:
         return str(write_mask(name, volume, spacing))
     return _write_float(name, data, spacing)
+
+
+def _unnamed(problem: str, path: str | os.PathLike) -> str:
+    """``problem`` without the file's path (the client names a file by id or upload, not by server path)."""
+    return problem.replace(str(path), "<file>")
 
 
 def _nifti_or_none(path: str | os.PathLike):

@@ -18,14 +18,24 @@ last output lines). The task
    ``propagate`` serves from its next request on, and writes ``<model_dir>/train_stats.json``.
 
 Request params: ``preset`` (``tiny`` | ``cpu`` | ``paper``: ``configs/presets/<name>.yaml``),
-``config_files`` (more overlays: a list or a comma-separated string; relative paths are taken
-from the repository root), ``overrides`` (``{config id: value}``, e.g. ``{"teacher_stage#iterations": 50}``).
+``config_files`` (more overlays: a list or a comma-separated string of paths relative to the
+repository root, under ``configs/`` or ``bundle/configs/``), ``overrides`` (``{config id: value}``,
+e.g. ``{"teacher_stage#iterations": 50}``).
+
+A bundle config is code (``$`` expressions are evaluated, ``_target_`` instantiates any class,
+``%`` reads other files), so the request may only pick the repository's own config files and
+override plain settings (:func:`check_overrides`): ids of letters, digits and ``_`` (``#``/``::``
+between levels, no ``_key_`` levels, no ``monai.bundle.run`` argument such as ``args_file``) with
+numbers, booleans, null, short plain strings (no ``$ @ %`` start, no path) or flat lists of those.
+The request is checked before anything is read or written.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -43,12 +53,18 @@ from stbv_monai.errors import InputError, install_excepthook
 from stbv_monai.label.app_config import AppConfig
 from stbv_monai.label.references import painted_frames, parse_frame_list
 
-__all__ = ["LabelledVideo", "TwoShotTrain", "collect_labelled_videos", "resolve_config_files", "write_datalist"]
+__all__ = ["CONFIG_ROOTS", "LabelledVideo", "TwoShotTrain", "check_overrides", "collect_labelled_videos",
+           "resolve_config_files", "write_datalist"]
 
 logger = logging.getLogger(__name__)
 
 TRAIN_CONFIG = BUNDLE_ROOT / "configs" / "train.yaml"
 PRESETS_DIR = REPO_ROOT / "configs" / "presets"
+#: The folders ``config_files`` may name files in.
+CONFIG_ROOTS = (REPO_ROOT / "configs", BUNDLE_ROOT / "configs")
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+_CONFIG_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]*(?:(?:#|::)[A-Za-z0-9][A-Za-z0-9_]*)*")
+_PLAIN_STRING = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -85,11 +101,12 @@ class TwoShotTrain(TrainTask):
     def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict[str, Any]:
         install_excepthook()  # in the train subprocess an InputError ends as one line
         started = time.time()
-        videos = collect_labelled_videos(datastore)
         config_files = resolve_config_files(request.get("preset"), request.get("config_files"))
+        extra = check_overrides(request.get("overrides"))
+        videos = collect_labelled_videos(datastore)
         run_dir = _new_run_dir(self.app_config.runs_dir)
         datalist = write_datalist(run_dir / "data", videos)
-        overrides = self._overrides(run_dir, request.get("overrides"))
+        overrides = self._overrides(run_dir, extra)
         logger.info("two_shot: %d videos, %d labelled frames; configs %s; run folder %s", len(videos),
                     sum(len(v.labelled_frames) for v in videos), [str(f) for f in config_files], run_dir)
 
@@ -114,23 +131,65 @@ class TwoShotTrain(TrainTask):
         logger.info("two_shot: done in %.1fs; propagate now serves %s", stats["duration_s"], model)
         return stats
 
-    def _overrides(self, run_dir: Path, extra: Any) -> dict[str, Any]:
+    def _overrides(self, run_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
         overrides: dict[str, Any] = {
             "teacher_network": self.app_config.network,
             "student_network": self.app_config.network,
         }
         if self.app_config.device_explicit:
             overrides["device"] = f"$torch.device('{self.app_config.device}')"
-        if isinstance(extra, str) and extra.strip():
-            try:
-                extra = json.loads(extra)
-            except json.JSONDecodeError as exc:
-                raise InputError("overrides", f"must be a JSON object of config ids, got {extra!r}") from exc
-        if extra and not isinstance(extra, dict):
-            raise InputError("overrides", f"must be an object {{config id: value}}, got {extra!r}")
-        overrides.update(extra or {})
+        overrides.update(extra)
         overrides.update({"dataset_dir": str(run_dir / "data"), "output_dir": str(run_dir)})
         return overrides
+
+
+def check_overrides(extra: Any) -> dict[str, Any]:
+    """The request's ``overrides`` as a dict, when every entry is a plain setting (module docstring).
+
+    Raises:
+        InputError: not a JSON object, or an id or value that could run code or name a file.
+    """
+    if isinstance(extra, str):
+        if not extra.strip():
+            return {}
+        try:
+            extra = json.loads(extra)
+        except json.JSONDecodeError as exc:
+            raise InputError("overrides", f"must be a JSON object of config ids, got {extra!r}") from exc
+    if not extra:
+        return {}
+    if not isinstance(extra, dict):
+        raise InputError("overrides", f"must be an object {{config id: value}}, got {extra!r}")
+    reserved = _bundle_run_arguments()
+    for key, value in extra.items():
+        if not isinstance(key, str) or not _CONFIG_ID.fullmatch(key) or key in reserved:
+            raise InputError("overrides", f"{key!r} is not an overridable config id (letters, digits and '_', "
+                                          "levels joined by '#'; no '_key_' levels or monai.bundle.run arguments)")
+        if not _plain_value(value):
+            raise InputError("overrides", f"{key}: {value!r} is not a plain value (numbers, booleans, null, plain "
+                                          "strings without '$', '@', '%' or paths, or flat lists of those)")
+    return dict(extra)
+
+
+def _plain_value(value: Any, nested: bool = False) -> bool:
+    if value is None or isinstance(value, (bool, int, float)):
+        return True
+    if isinstance(value, str):
+        return _PLAIN_STRING.fullmatch(value) is not None and ".." not in value
+    if isinstance(value, list) and not nested:
+        return all(_plain_value(v, nested=True) for v in value)
+    return False
+
+
+def _bundle_run_arguments() -> set[str]:
+    """Keyword names ``monai.bundle.run`` takes itself (``args_file``, ``meta_file``, ...), not as config ids."""
+    from monai.bundle import ConfigWorkflow, scripts
+
+    names: set[str] = set()
+    for fn in (scripts.run, scripts.run_workflow, ConfigWorkflow.__init__):
+        names.update(p.name for p in inspect.signature(fn).parameters.values()
+                     if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+    return names - {"self"}
 
 
 def collect_labelled_videos(datastore: Datastore, tag: str = DefaultLabelTag.FINAL) -> list[LabelledVideo]:
@@ -171,25 +230,39 @@ def _labelled_video(datastore: Datastore, image_id: str, label: str, tag: str) -
 def resolve_config_files(preset: Any = None, config_files: Any = None) -> list[Path]:
     """``train.yaml``, then the preset's overlay, then ``config_files``, all checked to exist.
 
+    ``preset`` must name a file of ``configs/presets/``; each of ``config_files`` must be a path
+    relative to the repository root, to a ``.yaml``/``.yml``/``.json`` file under :data:`CONFIG_ROOTS`.
+
     Raises:
-        InputError: an unknown preset or a missing config file.
+        InputError: an unknown preset, a missing config file, or a path outside those folders.
     """
     files = [TRAIN_CONFIG]
     if preset:
-        path = PRESETS_DIR / f"{str(preset).strip()}.yaml"
-        if not path.is_file():
-            known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+        known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+        if str(preset).strip() not in known:
             raise InputError("preset", f"unknown preset {preset!r}; choose one of {known}")
-        files.append(path)
+        files.append(PRESETS_DIR / f"{str(preset).strip()}.yaml")
     if isinstance(config_files, str):
         config_files = [c for c in config_files.replace(";", ",").split(",") if c.strip()]
+    if config_files and not isinstance(config_files, (list, tuple)):
+        raise InputError("config_files", f"must be a list of paths, got {config_files!r}")
     for name in config_files or []:
-        path = Path(str(name).strip()).expanduser()
-        path = path if path.is_absolute() else REPO_ROOT / path
-        if not path.is_file():
-            raise InputError("config_files", f"{name}: file not found (relative paths start at {REPO_ROOT})")
-        files.append(path.resolve())
+        files.append(_repository_config(name))
     return files
+
+
+def _repository_config(name: Any) -> Path:
+    relative = Path(str(name).strip())
+    roots = ", ".join(f"{r.relative_to(REPO_ROOT)}/" for r in CONFIG_ROOTS)
+    if not isinstance(name, str) or relative.is_absolute() or ".." in relative.parts or str(name).startswith("~"):
+        raise InputError("config_files", f"{name!r}: give a path relative to the repository root, under {roots}")
+    path = (REPO_ROOT / relative).resolve()
+    if path.suffix not in CONFIG_SUFFIXES or not any(path.is_relative_to(r.resolve()) for r in CONFIG_ROOTS):
+        raise InputError("config_files", f"{name}: not a config file of this repository (.yaml, .yml or .json "
+                                         f"under {roots})")
+    if not path.is_file():
+        raise InputError("config_files", f"{name}: file not found (relative paths start at {REPO_ROOT})")
+    return path
 
 
 def write_datalist(folder: Path, videos: list[LabelledVideo]) -> Path:
