@@ -12,29 +12,27 @@ import torch
 from ignite.engine import Engine
 
 from stbv_monai.data import load_datalist, read_mask, read_video, write_mask, write_video
-from stbv_monai.engines import (
-    PseudoLabeller,
-    VideoEvaluator,
-    copy_predictor,
-    folder_predictor,
-    choose_references,
-    read_manifest,
-)
+from stbv_monai.engines import PseudoLabeller, VideoEvaluator, choose_references, read_manifest
 from stbv_monai.engines.workflow import run_engine
 from stbv_monai.errors import InputError
-from stbv_monai.handlers import PredictionWriter, VideoMetricsHandler
+from stbv_monai.handlers import PredictionWriter, VideoMetricsHandler, video_metrics
+from stbv_monai.inference import CopyReferenceInferer, FolderInferer
 from conftest import disc_video
 
 
-def _oracle(frames, refs, entry):
-    """A predictor that returns the ground truth (reads the label file)."""
+def _oracle(frames, network, references=None, entry=None, **kwargs):
+    """An inferer that returns the ground truth (reads the label file)."""
     return torch.from_numpy(read_mask(entry["label"]).astype(np.float32))
+
+
+def _evaluator(inferer, entries, **kwargs) -> VideoEvaluator:
+    return VideoEvaluator(inferer, entries, metrics=video_metrics(), **kwargs)
 
 
 def test_perfect_predictions_score_one_and_reports_are_written(disc_dataset, tmp_path):
     entries = load_datalist(disc_dataset, "test")
     handler = VideoMetricsHandler(output_dir=tmp_path / "eval")
-    metrics = run_engine(VideoEvaluator(_oracle), entries, [handler])
+    metrics = run_engine(_evaluator(_oracle, entries), [handler])
     assert metrics["J"] == pytest.approx(1.0) and metrics["F"] == pytest.approx(1.0)
     assert metrics["HD95"] == pytest.approx(0.0)
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
@@ -44,7 +42,7 @@ def test_perfect_predictions_score_one_and_reports_are_written(disc_dataset, tmp
 
 def test_copy_baseline_is_worse_than_the_oracle_on_moving_lesions(disc_dataset):
     entries = load_datalist(disc_dataset, "test")
-    metrics = run_engine(VideoEvaluator(copy_predictor()), entries, [VideoMetricsHandler()])
+    metrics = run_engine(_evaluator(CopyReferenceInferer(), entries), [VideoMetricsHandler()])
     assert 0.2 < metrics["J"] < 0.95  # the disc moves one pixel a frame: copies drift off it
 
 
@@ -53,10 +51,10 @@ def test_folder_predictions_scored_like_a_model(disc_dataset, tmp_path):
     for e in entries:  # another tool's output: the ground truth shifted by one frame
         mask = read_mask(e["label"])
         write_mask(tmp_path / "preds" / (e["image"].split("/")[-1]), np.roll(mask, 1, axis=0))
-    metrics = run_engine(VideoEvaluator(folder_predictor(tmp_path / "preds")), entries, [VideoMetricsHandler()])
+    metrics = run_engine(_evaluator(FolderInferer(tmp_path / "preds"), entries), [VideoMetricsHandler()])
     assert 0.5 < metrics["J"] < 1.0
     with pytest.raises(InputError, match="no prediction for video 'vid0'"):
-        run_engine(VideoEvaluator(folder_predictor(tmp_path)), entries, [VideoMetricsHandler()])
+        run_engine(_evaluator(FolderInferer(tmp_path), entries), [VideoMetricsHandler()])
 
 
 def test_first_frame_protocol_is_the_lesions_first_appearance():
@@ -80,7 +78,7 @@ def test_first_frame_protocol_scores_from_the_lesions_first_frame(tmp_path):
     write_mask(tmp_path / "m.nii.gz", mask)
     entry = {"image": str(tmp_path / "v.nii.gz"), "label": str(tmp_path / "m.nii.gz"), "labelled_frames": [2, 8]}
     handler = VideoMetricsHandler(output_dir=tmp_path / "eval")
-    run_engine(VideoEvaluator(copy_predictor(), protocol="first_frame"), [entry], [handler])
+    run_engine(_evaluator(CopyReferenceInferer(), [entry], protocol="first_frame"), [handler])
     (video,) = handler.results
     assert video.reference_frames == (4,) and video.excluded_frames == (0, 1, 2, 3)
     assert video.reference_rule == "first_lesion_frame" and video.n_frames == 10 - 5
@@ -90,7 +88,7 @@ def test_first_frame_protocol_scores_from_the_lesions_first_frame(tmp_path):
 
 def test_prediction_writer_keeps_the_format_family_and_writes_an_overlay(disc_dataset, tmp_path):
     entries = load_datalist(disc_dataset, "test")[:1]
-    run_engine(VideoEvaluator(_oracle), entries, [PredictionWriter(tmp_path / "out", save_probs=True, overlay="mp4")])
+    run_engine(VideoEvaluator(_oracle, entries), [PredictionWriter(tmp_path / "out", save_probs=True, overlay="mp4")])
     mask = read_mask(tmp_path / "out" / "masks" / "vid0.nii.gz")
     np.testing.assert_array_equal(mask, read_mask(entries[0]["label"]))
     assert read_video(tmp_path / "out" / "probs" / "vid0.nii.gz").frames.max() == pytest.approx(1.0)
@@ -98,16 +96,21 @@ def test_prediction_writer_keeps_the_format_family_and_writes_an_overlay(disc_da
     assert overlay.frames.shape == mask.shape
 
 
-def test_metrics_handler_on_a_bare_engine():
+def test_video_metrics_and_the_report_handler_on_a_bare_engine(tmp_path):
     gt = np.zeros((4, 16, 16), np.uint8)
     gt[:, 4:10, 4:10] = 1
     outputs = [{"name": "a", "pred": gt, "gt": gt, "references": [0], "spacing": None},
                {"name": "b", "pred": np.zeros_like(gt), "gt": gt, "references": [0], "spacing": None}]
-    engine = Engine(lambda e, batch: batch)
-    VideoMetricsHandler(print_table=False).attach(engine)
+    engine = Engine(lambda e, batch: dict(batch))
+    for name, metric in video_metrics().items():
+        metric.attach(engine, name)
+    handler = VideoMetricsHandler(output_dir=tmp_path, print_table=False)
+    handler.attach(engine)
     engine.run(outputs, max_epochs=1)
     assert engine.state.metrics["J"] == pytest.approx(0.5)  # per-video means, then over videos
     assert engine.state.metrics["HD95"] == pytest.approx(np.hypot(16, 16) / 2)  # a miss costs the diagonal
+    assert handler.summary["J"] == engine.state.metrics["J"] and handler.summary["n_videos"] == 2
+    assert (tmp_path / "metrics_per_frame.csv").is_file()
 
 
 def test_pseudo_labeller_keeps_ground_truth_and_resumes(disc_dataset, tmp_path):
@@ -116,7 +119,7 @@ def test_pseudo_labeller_keeps_ground_truth_and_resumes(disc_dataset, tmp_path):
 
     def teacher(network, frames, refs):  # a known teacher: 0.9 everywhere the nearest reference says lesion
         calls.append(sorted(refs))
-        return copy_predictor()(frames, refs, {}) * 0.9
+        return CopyReferenceInferer()(frames, references=refs) * 0.9
 
     out = tmp_path / "pseudo"
     labeller = PseudoLabeller(torch.nn.Identity(), entries, out, teacher)
@@ -143,7 +146,7 @@ def test_pseudo_labeller_keeps_ground_truth_and_resumes(disc_dataset, tmp_path):
 def _copy_teacher(calls):
     def teacher(network, frames, refs):
         calls.append(sorted(refs))
-        return copy_predictor()(frames, refs, {}) * 0.9
+        return CopyReferenceInferer()(frames, references=refs) * 0.9
     return teacher
 
 
@@ -182,7 +185,7 @@ def test_predictions_reports_and_overlays_are_named_by_id(tmp_path):
 
     entries = load_datalist(write_two_site_dataset(tmp_path), "test")
     handler = VideoMetricsHandler(output_dir=tmp_path / "eval", print_table=False)
-    run_engine(VideoEvaluator(_oracle), entries, [handler, PredictionWriter(tmp_path / "out", overlay="gif")])
+    run_engine(VideoEvaluator(_oracle, entries), [handler, PredictionWriter(tmp_path / "out", overlay="gif")])
     ids = ["siteA__images__bus_0000", "siteB__images__bus_0000"]
     assert sorted(p.name for p in (tmp_path / "out" / "masks").iterdir()) == [f"{i}.nii.gz" for i in ids]
     assert sorted(p.name for p in (tmp_path / "out" / "overlays").iterdir()) == [f"{i}.gif" for i in ids]
@@ -193,13 +196,13 @@ def test_predictions_reports_and_overlays_are_named_by_id(tmp_path):
     assert [r.split(",")[0] for r in rows] == ids
 
     # scoring a folder of predictions finds them by id; one named by file name only is reported, not guessed
-    metrics = run_engine(VideoEvaluator(folder_predictor(tmp_path / "out" / "masks")), entries, [VideoMetricsHandler()])
+    metrics = run_engine(_evaluator(FolderInferer(tmp_path / "out" / "masks"), entries), [VideoMetricsHandler()])
     assert metrics["J"] == pytest.approx(1.0)
     (tmp_path / "old").mkdir()
     write_mask(tmp_path / "old" / "bus_0000.nii.gz", read_mask(entries[1]["label"]))
     with pytest.raises(InputError, match=r"no prediction for video 'siteA__images__bus_0000' .*; bus_0000\.nii\.gz is "
                                          r"named by file name only \(the old naming\)"):
-        run_engine(VideoEvaluator(folder_predictor(tmp_path / "old")), entries, [VideoMetricsHandler()])
+        run_engine(_evaluator(FolderInferer(tmp_path / "old"), entries), [VideoMetricsHandler()])
 
 
 def test_a_record_of_another_video_under_the_same_id_is_not_reused(disc_dataset, tmp_path, caplog):

@@ -13,15 +13,16 @@ import torch
 from conftest import write_disc_dataset
 from stbv_monai import REPO_ROOT
 from stbv_monai.data import load_datalist, read_mask
-from stbv_monai.engines import VideoEvaluator, copy_predictor
+from stbv_monai.engines import VideoEvaluator
 from stbv_monai.engines.workflow import run_engine
 from stbv_monai.handlers import VideoMetricsHandler
+from stbv_monai.inference import CopyReferenceInferer
 
 SCRIPT = REPO_ROOT / "scripts" / "frame_distance.py"
 
 
-def _evaluate(entries: list[dict], predictor, folder: Path) -> Path:
-    run_engine(VideoEvaluator(predictor), entries, [VideoMetricsHandler(output_dir=folder, print_table=False)])
+def _evaluate(entries: list[dict], inferer, folder: Path) -> Path:
+    run_engine(VideoEvaluator(inferer, entries), [VideoMetricsHandler(output_dir=folder, print_table=False)])
     return folder
 
 
@@ -29,10 +30,10 @@ def test_a_tracker_beats_copying_far_from_the_references_and_the_script_says_so(
     datalist = write_disc_dataset(tmp_path / "data", n_videos=2, t=12)
     entries = load_datalist(datalist, "test")
 
-    def oracle(frames, refs, entry):  # noqa: ARG001 - the ground truth itself: J&F 1 on every frame
+    def oracle(frames, network, references=None, entry=None, **kwargs):  # noqa: ARG001 - J&F 1 on every frame
         return torch.from_numpy(read_mask(entry["label"]).astype(np.float32))
 
-    copy = _evaluate(entries, copy_predictor(), tmp_path / "copy")
+    copy = _evaluate(entries, CopyReferenceInferer(), tmp_path / "copy")
     truth = _evaluate(entries, oracle, tmp_path / "truth")
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({"videos": [{"image": "a", "score": {"JF": 0.8}},

@@ -163,8 +163,8 @@ def test_bad_checkpoint_file_names_the_file(tmp_path, make, problem):
 
 
 def test_frame_progress_bar_counts_the_propagated_frames(capsys):
-    """``network_predictor(show_frames=True)`` (the workflow's ``show_frames``) shows a bar per video."""
-    from stbv_monai.engines import network_predictor
+    """``VideoPropagationInferer(show_frames=True)`` (the workflow's ``show_frames``) shows a bar per video."""
+    from stbv_monai.inference import VideoPropagationInferer
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -174,9 +174,9 @@ def test_frame_progress_bar_counts_the_propagated_frames(capsys):
         frames, masks = disc_video(T, 32)
         video, entry = torch.from_numpy(frames), {"image": "images/clip.nii.gz"}
         refs = {t: torch.from_numpy(masks[t]).float() for t in (1, 5)}
-        quiet = network_predictor(net)(video, refs, entry)
+        quiet = VideoPropagationInferer()(video, net, references=refs, entry=entry)
         assert capsys.readouterr().err == ""
-        shown = network_predictor(net, show_frames=True)(video, refs, entry)
+        shown = VideoPropagationInferer(show_frames=True)(video, net, references=refs, entry=entry)
     finally:
         torch.set_num_threads(threads)
     err = capsys.readouterr().err

@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from stbv_monai.data import load_datalist, read_mask, read_video, write_mask, write_video
-from stbv_monai.engines import VideoEvaluator, network_predictor
+from stbv_monai.engines import VideoEvaluator
+from stbv_monai.inference import VideoPropagationInferer
 from stbv_monai.engines.workflow import load_model, run_engine
-from stbv_monai.handlers import VideoMetricsHandler
+from stbv_monai.handlers import video_metrics
 from stbv_monai.networks import build_network, read_state_dict
 from stbv_monai.networks.stcn import TRAINING_SIZE_KEY
 
@@ -59,8 +60,9 @@ def _rescaled_copy(datalist: Path, dst: Path, size: tuple[int, int]) -> Path:
 
 
 def _jf(network: torch.nn.Module, datalist: Path) -> float:
-    predictor = network_predictor(network, top_k=5)
-    metrics = run_engine(VideoEvaluator(predictor), load_datalist(datalist, "test"), [VideoMetricsHandler(use_spacing=False)])
+    evaluator = VideoEvaluator(VideoPropagationInferer(top_k=5), load_datalist(datalist, "test"), network,
+                               metrics=video_metrics(use_spacing=False))
+    metrics = run_engine(evaluator)
     return float(metrics["JF"])
 
 

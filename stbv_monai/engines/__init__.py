@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-from stbv_monai.engines.evaluator import (
-    PROTOCOLS,
-    ProtocolReferences,
-    VideoEvaluator,
-    choose_references,
-    copy_predictor,
-    folder_predictor,
-    network_predictor,
-)
+from stbv_monai.engines.evaluator import PROTOCOLS, ProtocolReferences, VideoEvaluator, choose_references
 from stbv_monai.engines.pseudo_label import PseudoLabeller, read_manifest, video_id
 from stbv_monai.engines.run_lock import lock_output_dir
 from stbv_monai.engines.stages import SaveNetwork, TrainCheckpoints, clip_loader, latest_checkpoint, run_stage, unwrap
@@ -30,9 +22,6 @@ __all__ = [
     "unwrap",
     "PseudoLabeller",
     "VideoEvaluator",
-    "copy_predictor",
-    "folder_predictor",
-    "network_predictor",
     "read_manifest",
     "video_id",
 ]

@@ -1,49 +1,41 @@
-"""An Ignite engine that segments (or reads) one whole video per iteration.
+"""A MONAI ``Evaluator`` that segments (or reads) one whole video per iteration.
 
 MONAI's ``SupervisedEvaluator`` runs a network on batches of independent samples; a video is
 segmented by a stateful time loop from its reference frames, and is scored with per-video
-protocol rules (references left out), so the unit of work here is one video. What is done
-with each prediction is up to the handlers attached: metrics
-(:class:`~stbv_monai.handlers.VideoMetricsHandler`), files
+protocol rules (references left out), so the unit of work here is one video and this subclass
+overrides ``_iteration`` only. How a video is predicted is its ``inferer`` (propagation, the
+copy baseline, a folder of predictions: :mod:`stbv_monai.inference.inferer`); the scores are
+Ignite metrics (:func:`~stbv_monai.handlers.video_metrics`); what is done with each prediction
+is up to the handlers: reports (:class:`~stbv_monai.handlers.VideoMetricsHandler`), files
 (:class:`~stbv_monai.handlers.PredictionWriter`), progress, tracking. Inference, evaluation
-and the validation of the training stages are this one engine with different handlers.
+and the validation of the training stages are this one engine with different parts.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from ignite.engine import Engine
-from tqdm import tqdm
+from ignite.metrics import Metric
+from monai.engines import Evaluator
+from monai.inferers import Inferer
 
 from stbv_monai.data.datalist import load_video_pair
-from stbv_monai.data.ids import entry_id, legacy_id
-from stbv_monai.data.io import read_mask, video_format, video_id
+from stbv_monai.data.ids import entry_id
+from stbv_monai.data.io import video_format
 from stbv_monai.errors import InputError
 
-__all__ = [
-    "PROTOCOLS",
-    "ProtocolReferences",
-    "VideoEvaluator",
-    "choose_references",
-    "copy_predictor",
-    "folder_predictor",
-    "network_predictor",
-]
+__all__ = ["PROTOCOLS", "ProtocolReferences", "VideoEvaluator", "choose_references"]
 
 logger = logging.getLogger(__name__)
 
 #: ``labelled``: every labelled frame is a reference (two-shot); ``first_frame``: DAVIS's
 #: semi-supervised protocol, the ground truth of the first frame where the lesion appears.
 PROTOCOLS = ("labelled", "first_frame")
-
-Predictor = Callable[[torch.Tensor, Mapping[int, torch.Tensor], Mapping[str, Any]], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -81,81 +73,8 @@ def choose_references(labelled: Sequence[int], protocol: str, label: np.ndarray 
     return ProtocolReferences([first], list(range(first)), rule)
 
 
-def network_predictor(network: torch.nn.Module, show_frames: bool = False, **propagate_kwargs: Any) -> Predictor:
-    """Predict by bidirectional multi-reference propagation (``stbv_monai.inference.propagate``).
-
-    Args:
-        network: the STCN (or a module holding one as ``.network``), on the evaluator's device.
-        show_frames: show a progress bar of each video's propagated frames (``tqdm`` on stderr,
-            cleared when the video is done), below a bar over videos if one is attached.
-        propagate_kwargs: settings of ``propagate`` (``mem_every``, ``top_k``, ``max_memory_frames``, ``amp`` ...).
-    """
-    from stbv_monai.inference import propagate
-
-    def predict(frames: torch.Tensor, refs: Mapping[int, torch.Tensor], entry: Mapping[str, Any]) -> torch.Tensor:
-        if not show_frames:
-            return propagate(network, frames, refs, **propagate_kwargs)
-        total = int(frames.shape[0]) - len(refs)  # every frame but the references is propagated once
-        with tqdm(total=total, desc=f"frames of {entry_id(entry)}", unit="frame", leave=False) as bar:
-            return propagate(network, frames, refs, progress=_advance(bar), **propagate_kwargs)
-
-    return predict
-
-
-def _advance(bar: tqdm) -> Callable[[int, int], None]:
-    """A ``propagate`` progress callback moving ``bar`` to ``done`` of ``total``."""
-
-    def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    return update
-
-
-def copy_predictor() -> Predictor:
-    """The zero-motion baseline: every frame gets the mask of its nearest reference (same merge rule).
-
-    What a tracker must beat: it scores well only where the lesion neither moves nor deforms.
-    """
-    from stbv_monai.inference import assign_sources
-
-    def predict(frames: torch.Tensor, refs: Mapping[int, torch.Tensor], entry: Mapping[str, Any]) -> torch.Tensor:
-        sources = assign_sources(frames.shape[0], refs.keys())
-        return torch.stack([refs[r].float() for r, _ in sources])
-
-    return predict
-
-
-def folder_predictor(folder: str | os.PathLike) -> Predictor:
-    """Read existing predictions, ``<folder>/<video id>.nii.gz`` (or any mask format), to score other tools.
-
-    A prediction named by file name alone (the naming before ids were unique) cannot be told
-    apart from another site's video of the same name, so it is reported, not read.
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        raise InputError(root, "predictions folder not found")
-
-    def predict(frames: torch.Tensor, refs: Mapping[int, torch.Tensor], entry: Mapping[str, Any]) -> torch.Tensor:
-        vid, old = entry_id(entry), legacy_id(entry)
-        candidates = sorted(p for p in root.iterdir() if video_id(p) == vid)
-        if not candidates:
-            legacy = sorted(p.name for p in root.iterdir() if old != vid and video_id(p) == old)
-            hint = (f"; {legacy[0]} is named by file name only (the old naming), rename it to the id if it is "
-                    f"this video's ({entry['image']})") if legacy else ""
-            raise InputError(root, f"no prediction for video '{vid}' (expected e.g. {vid}.nii.gz or a {vid}/ folder)"
-                                   + hint)
-        mask = read_mask(candidates[0])
-        if mask.shape != tuple(frames.shape):
-            raise InputError(candidates[0], f"prediction shape {mask.shape} differs from video shape "
-                                            f"{tuple(frames.shape)}")
-        return torch.from_numpy(mask.astype(np.float32)).to(frames.device)
-
-    return predict
-
-
-class VideoEvaluator(Engine):
-    """Segment one datalist entry per iteration; handlers consume ``engine.state.output``.
+class VideoEvaluator(Evaluator):
+    """Segment one datalist entry per iteration; metrics and handlers consume ``engine.state.output``.
 
     ``state.output`` holds ``name`` (the video's id), ``probs`` (T, H, W) float tensor, ``pred`` and ``gt``
     (T, H, W) uint8 arrays, ``references`` and ``excluded`` (frame indices), ``reference_rule`` (see
@@ -163,31 +82,41 @@ class VideoEvaluator(Engine):
     float array, ``image_path`` and ``format`` (the input's format family).
 
     Args:
-        predictor: ``predictor(frames, references, entry) -> (T, H, W)`` probabilities.
+        inferer: ``inferer(frames, network, references=..., entry=...) -> (T, H, W)`` probabilities.
+        val_data_loader: the datalist entries to segment (one per iteration).
+        network: what ``inferer`` runs (``None`` for inferers without one).
         device: where frames go.
         protocol: which labelled frames are references (see :data:`PROTOCOLS`).
         threshold: probability above which a pixel is lesion.
+        metrics: Ignite metrics by name; ``JF`` (or else the first) is the key metric
+            (:func:`~stbv_monai.handlers.video_metrics` gives the standard set); ``None``: no scores.
+        val_handlers, kwargs: as for :class:`monai.engines.Evaluator`.
     """
 
-    def __init__(self, predictor: Predictor, device: torch.device | str = "cpu", protocol: str = "labelled",
-                 threshold: float = 0.5) -> None:
-        super().__init__(self._iteration)
+    def __init__(self, inferer: Inferer, val_data_loader: Iterable[Mapping[str, Any]],
+                 network: torch.nn.Module | None = None, device: torch.device | str = "cpu",
+                 protocol: str = "labelled", threshold: float = 0.5, metrics: Mapping[str, Metric] | None = None,
+                 val_handlers: Sequence[Any] | None = None, **kwargs: Any) -> None:
         choose_references([0], protocol)  # validate early
-        self.predictor = predictor
-        self.device = torch.device(device)
-        self.protocol = protocol
-        self.threshold = threshold
+        others = dict(metrics or {})
+        first = "JF" if "JF" in others else next(iter(others), None)
+        key = {first: others.pop(first)} if first is not None else None
+        super().__init__(device=torch.device(device), val_data_loader=list(val_data_loader), key_val_metric=key,
+                         additional_metrics=others or None, val_handlers=val_handlers, decollate=False, **kwargs)
+        self.inferer, self.network = inferer, network
+        self.protocol, self.threshold = protocol, threshold
 
-    def _iteration(self, engine: Engine, entry: Mapping[str, Any]) -> dict[str, Any]:
+    def _iteration(self, engine: VideoEvaluator, entry: Mapping[str, Any]) -> dict[str, Any]:  # type: ignore[override]
         pair = load_video_pair(dict(entry))
         choice = choose_references(pair["labelled_frames"], self.protocol, pair["label"])
         refs = choice.frames
         if choice.rule == "first_labelled_frame":
             logger.info("%s: the label file holds only the labelled frames, so the first-frame protocol uses the "
                         "first labelled frame (%d), not the lesion's first appearance", entry["image"], refs[0])
-        frames = torch.from_numpy(pair["image"]).to(self.device)
-        masks = {t: torch.from_numpy(pair["label"][t]).to(self.device, torch.float32) for t in refs}
-        probs = self.predictor(frames, masks, entry).float()
+        device = engine.state.device
+        frames = torch.from_numpy(pair["image"]).to(device)
+        masks = {t: torch.from_numpy(pair["label"][t]).to(device, torch.float32) for t in refs}
+        probs = self.inferer(frames, self.network, references=masks, entry=entry).float()
         return {
             "name": entry_id(entry),
             "probs": probs,

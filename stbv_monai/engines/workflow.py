@@ -48,24 +48,28 @@ def up_to_date(output: str | os.PathLike, *inputs: str | os.PathLike) -> bool:
     return all(made >= os.path.getmtime(p) for p in inputs if p and os.path.exists(p))
 
 
-def run_engine(engine: Engine, data: Sequence[Any], handlers: Sequence[Any] = ()) -> dict[str, Any]:
-    """Attach ``handlers`` (objects with ``attach(engine)``), run one pass over ``data``, return the metrics."""
+def run_engine(engine: Engine, handlers: Sequence[Any] = ()) -> dict[str, Any]:
+    """Attach ``handlers`` (objects with ``attach(engine)``), run ``engine`` once over its data, return its metrics.
+
+    ``engine`` is a MONAI ``Evaluator`` (its data were given when it was built), e.g. a
+    :class:`~stbv_monai.engines.VideoEvaluator`.
+    """
     for handler in handlers:
         handler.attach(engine)
-    engine.run(list(data), max_epochs=1)
+    engine.run()
     return dict(engine.state.metrics)
 
 
-def evaluate_protocols(protocols: Mapping[str, tuple[Engine, Sequence[Any]]], data: Sequence[Any],
+def evaluate_protocols(protocols: Mapping[str, tuple[Engine, Sequence[Any]]],
                        summary_path: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
-    """Run one evaluator per protocol over the same videos; ``{protocol: metrics}``.
+    """Run one evaluator per protocol (each over the same videos, with its handlers); ``{protocol: metrics}``.
 
     With ``summary_path`` (the first protocol's ``summary.json``), the other protocols' summaries
     are added to it under their names, so one file holds every protocol's scores.
     """
     metrics, summaries = {}, {}
     for name, (engine, handlers) in protocols.items():
-        metrics[name] = run_engine(engine, data, handlers)
+        metrics[name] = run_engine(engine, handlers)
         summaries[name] = next((h.summary for h in handlers if isinstance(getattr(h, "summary", None), dict)), None)
     if summary_path is not None and os.path.isfile(summary_path):
         merged = json.loads(Path(summary_path).read_text())

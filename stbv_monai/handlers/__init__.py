@@ -8,6 +8,6 @@ from stbv_monai.handlers.progress import TrainingProgress
 from stbv_monai.handlers.stop_on_signal import StopOnSignal, install_stop_signals
 from stbv_monai.handlers.tracking import StageTracker
 from stbv_monai.handlers.validation import PeriodicValidation
-from stbv_monai.handlers.video_metrics import METRIC_NAMES, VideoMetricsHandler
+from stbv_monai.handlers.video_metrics import METRIC_NAMES, VideoMean, VideoMetricsHandler, video_metrics, video_scores
 
-__all__ = ["EMARelabel", "METRIC_NAMES", "PeriodicValidation", "PredictionWriter", "StageTracker", "StopOnSignal", "TrainingProgress", "VideoMetricsHandler", "install_stop_signals"]
+__all__ = ["EMARelabel", "METRIC_NAMES", "PeriodicValidation", "PredictionWriter", "StageTracker", "StopOnSignal", "TrainingProgress", "VideoMean", "VideoMetricsHandler", "install_stop_signals", "video_metrics", "video_scores"]

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Sequence
+from typing import Any
 
 from ignite.engine import Engine, Events
+from monai.engines import Evaluator
 
 from stbv_monai.engines.distributed import is_main_process
 
@@ -30,22 +31,22 @@ logger = logging.getLogger(__name__)
 
 
 class PeriodicValidation:
-    """Run ``evaluator`` over ``entries`` every ``interval`` iterations and at the end of training.
+    """Run ``evaluator`` over its validation videos every ``interval`` iterations and at the end of training.
 
     Args:
-        evaluator: a :class:`~stbv_monai.engines.VideoEvaluator` with a metrics handler attached.
-        entries: validation datalist entries.
+        evaluator: a :class:`~stbv_monai.engines.VideoEvaluator` of the validation entries, with metrics.
         interval: iterations between validations (0: only at the end).
         best_saver: called (e.g. a :class:`~stbv_monai.engines.stages.SaveNetwork`) when
             ``key_metric`` improves, to keep the best network.
         key_metric: the metric that decides "best".
 
-    Does nothing on processes other than rank 0, nor without entries.
+    Does nothing on processes other than rank 0, nor without validation videos.
     """
 
-    def __init__(self, evaluator: Engine, entries: Sequence[dict], interval: int = 0, best_saver: Any = None,
+    def __init__(self, evaluator: Evaluator, interval: int = 0, best_saver: Any = None,
                  key_metric: str = "JF") -> None:
-        self.evaluator, self.entries = evaluator, list(entries)
+        self.evaluator = evaluator
+        self.entries = list(evaluator.data_loader)
         self.interval, self.best_saver, self.key_metric = interval, best_saver, key_metric
         self.best = float("-inf")
 
@@ -65,7 +66,7 @@ class PeriodicValidation:
     def __call__(self, engine: Engine) -> None:
         if not self.entries or not is_main_process():
             return
-        self.evaluator.run(self.entries, max_epochs=1)
+        self.evaluator.run()
         metrics = dict(self.evaluator.state.metrics)
         engine.state.metrics.update({f"val_{k}": v for k, v in metrics.items()})
         score = metrics.get(self.key_metric, float("-inf"))

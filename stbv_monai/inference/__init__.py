@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from stbv_monai.inference.core import PropagationStats, propagate
-from stbv_monai.inference.inferer import VideoPropagationInferer
+from stbv_monai.inference.inferer import CopyReferenceInferer, FolderInferer, VideoPropagationInferer
 from stbv_monai.inference.memory_bank import MemoryBank
 from stbv_monai.inference.schedule import BACKWARD, FORWARD, Pass, assign_sources, plan_passes
 
@@ -11,6 +11,8 @@ __all__ = [
     "propagate",
     "PropagationStats",
     "VideoPropagationInferer",
+    "CopyReferenceInferer",
+    "FolderInferer",
     "MemoryBank",
     "Pass",
     "assign_sources",

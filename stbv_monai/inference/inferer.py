@@ -1,17 +1,30 @@
-"""A MONAI ``Inferer`` that propagates reference masks through videos, for evaluators."""
+"""MONAI ``Inferer``s that segment a whole video from its reference masks, for evaluators.
+
+Each way of predicting a video is one: propagation through the memory network
+(:class:`VideoPropagationInferer`), the zero-motion baseline (:class:`CopyReferenceInferer`) and
+predictions another tool wrote (:class:`FolderInferer`). They share the call
+``inferer(frames, network, references=..., entry=...)``, so one evaluator runs them all.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from monai.inferers import Inferer
 
+from stbv_monai.data.ids import entry_id, legacy_id
+from stbv_monai.data.io import read_mask, video_id
 from stbv_monai.errors import InputError
 from stbv_monai.inference.core import ProgressFn, PropagationStats, propagate
+from stbv_monai.inference.schedule import assign_sources
 
-__all__ = ["VideoPropagationInferer"]
+__all__ = ["CopyReferenceInferer", "FolderInferer", "VideoPropagationInferer"]
 
 References = Mapping[int, torch.Tensor]
 
@@ -28,6 +41,8 @@ class VideoPropagationInferer(Inferer):
 
     Args:
         mem_every, top_k, bidirectional, max_memory_frames, amp: see ``propagate``.
+        show_frames: a progress bar of each video's propagated frames (``tqdm`` on stderr, cleared
+            when the video is done), under a bar of videos if one is attached.
     """
 
     def __init__(
@@ -37,11 +52,13 @@ class VideoPropagationInferer(Inferer):
         bidirectional: bool = True,
         max_memory_frames: int | None = None,
         amp: bool = False,
+        show_frames: bool = False,
     ) -> None:
         super().__init__()
         self.settings = dict(
             mem_every=mem_every, top_k=top_k, bidirectional=bidirectional, max_memory_frames=max_memory_frames, amp=amp
         )
+        self.show_frames = show_frames
 
     def __call__(  # type: ignore[override]
         self,
@@ -53,16 +70,85 @@ class VideoPropagationInferer(Inferer):
         labelled_frames: Sequence[int] | Sequence[Sequence[int]] | None = None,
         progress: ProgressFn | None = None,
         stats: PropagationStats | None = None,
+        entry: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> torch.Tensor:
-        """Propagate; returns probabilities shaped like ``inputs``."""
+        """Propagate; returns probabilities shaped like ``inputs`` (``entry`` names the video's bar)."""
         videos = _as_videos(inputs, "inputs")
         refs = _batch_references(references, labels, labelled_frames, inputs, len(videos))
-        outs = [
-            propagate(network, v, r, progress=progress, stats=stats, **self.settings)  # type: ignore[arg-type]
-            for v, r in zip(videos, refs)
-        ]
+        outs = []
+        for v, r in zip(videos, refs):
+            with self._progress(progress, int(v.shape[0]) - len(r), entry) as advance:
+                outs.append(propagate(network, v, r, progress=advance, stats=stats, **self.settings))  # type: ignore[arg-type]
         return torch.stack(outs).reshape(inputs.shape)
+
+    @contextlib.contextmanager
+    def _progress(self, progress: ProgressFn | None, total: int,
+                  entry: Mapping[str, Any] | None) -> Iterator[ProgressFn | None]:
+        if progress is not None or not self.show_frames:
+            yield progress
+            return
+        from tqdm import tqdm
+
+        name = entry_id(entry) if entry else "video"
+        with tqdm(total=total, desc=f"frames of {name}", unit="frame", leave=False) as bar:
+
+            def advance(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            yield advance
+
+
+class CopyReferenceInferer(Inferer):
+    """The zero-motion baseline: every frame gets the mask of its nearest reference (the same merge rule).
+
+    What a tracker must beat: it scores well only where the lesion neither moves nor deforms.
+    """
+
+    def __call__(self, inputs: torch.Tensor, network: Any = None, references: References | None = None,  # type: ignore[override]
+                 *args: Any, **kwargs: Any) -> torch.Tensor:
+        """``(T, H, W)`` frames and ``{frame: mask}`` -> ``(T, H, W)`` masks as probabilities."""
+        if not references:
+            raise InputError("references", "the copy baseline needs at least one reference mask")
+        sources = assign_sources(inputs.shape[0], references.keys())
+        return torch.stack([references[r].float() for r, _ in sources]).to(inputs.device)
+
+
+class FolderInferer(Inferer):
+    """Read existing predictions, ``<folder>/<video id>.nii.gz`` (or any mask format), to score other tools.
+
+    A prediction named by file name alone (the naming before ids were unique) cannot be told
+    apart from another site's video of the same name, so it is reported, not read.
+
+    Raises:
+        InputError: the folder does not exist.
+    """
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        super().__init__()
+        self.root = Path(folder)
+        if not self.root.is_dir():
+            raise InputError(self.root, "predictions folder not found")
+
+    def __call__(self, inputs: torch.Tensor, network: Any = None, references: References | None = None,  # type: ignore[override]
+                 *args: Any, entry: Mapping[str, Any] | None = None, **kwargs: Any) -> torch.Tensor:
+        """The ``(T, H, W)`` prediction of ``entry``'s video, checked against the frames' shape."""
+        if entry is None:
+            raise InputError("entry", "reading predictions needs the datalist entry of the video")
+        vid, old = entry_id(entry), legacy_id(entry)
+        candidates = sorted(p for p in self.root.iterdir() if video_id(p) == vid)
+        if not candidates:
+            legacy = sorted(p.name for p in self.root.iterdir() if old != vid and video_id(p) == old)
+            hint = (f"; {legacy[0]} is named by file name only (the old naming), rename it to the id if it is "
+                    f"this video's ({entry['image']})") if legacy else ""
+            raise InputError(self.root, f"no prediction for video '{vid}' (expected e.g. {vid}.nii.gz or a {vid}/ "
+                                        "folder)" + hint)
+        mask = read_mask(candidates[0])
+        if mask.shape != tuple(inputs.shape):
+            raise InputError(candidates[0], f"prediction shape {mask.shape} differs from video shape "
+                                            f"{tuple(inputs.shape)}")
+        return torch.from_numpy(mask.astype(np.float32)).to(inputs.device)
 
 
 def _as_videos(x: torch.Tensor, name: str) -> list[torch.Tensor]:
