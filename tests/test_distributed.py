@@ -149,13 +149,13 @@ def test_two_process_three_stage_run(tmp_path):
         + [f"{s}/checkpoints/checkpoint_{c}.pt" for s in ("teacher", "student") for c in ("iteration=2", "final")]
         + [f"pseudo_labels/vid{i}.{ext}" for i in range(3) for ext in ("json", "nii.gz")]
         + ["pseudo_labels/manifest.json"]
-        + [f"evaluation/{f}" for f in ("metrics_per_frame.csv", "metrics_per_video.csv", "metrics_plot.png",
-                                       "summary.json")]
+        + [f"evaluation/{sub}{f}" for sub in ("", "first_frame/")
+           for f in ("metrics_per_frame.csv", "metrics_per_video.csv", "metrics_plot.png", "summary.json")]
         + [f"evaluation/previews/overlays/vid{i}.gif" for i in range(2)]
         + ["teacher/losses.png", "student/losses.png", "mlruns.db", "mlflow_run.json"]
     )
     assert written == expected
-    assert log.count("saved network to") == 4 and log.count("wrote evaluation reports") == 1
+    assert log.count("saved network to") == 4 and log.count("wrote evaluation reports") == 2  # rank 0 only, both protocols
 
     # one MLflow run tree, written by rank 0: a parent and its four stages
     assert_three_stage_tree(f"sqlite:///{out}/mlruns.db", iterations=3)
