@@ -117,7 +117,8 @@ def test_pseudo_labeller_keeps_ground_truth_and_resumes(disc_dataset, tmp_path):
     entries = load_datalist(disc_dataset, "training")
     calls = []
 
-    def teacher(network, frames, refs):  # a known teacher: 0.9 everywhere the nearest reference says lesion
+    def teacher(frames, network, references=None, **kwargs):
+        refs = references  # a known teacher: 0.9 everywhere the nearest reference says lesion
         calls.append(sorted(refs))
         return CopyReferenceInferer()(frames, references=refs) * 0.9
 
@@ -126,7 +127,7 @@ def test_pseudo_labeller_keeps_ground_truth_and_resumes(disc_dataset, tmp_path):
     (out).mkdir()
     labeller.run  # noqa: B018 - run below after a simulated crash
     first = PseudoLabeller(torch.nn.Identity(), entries[:1], out, teacher)
-    first.engine.run(first.pending(), max_epochs=1)  # "killed" after the first video
+    first.evaluator(first.pending()).run()  # "killed" after the first video
     assert len(calls) == 1
     manifest = labeller.run()
     assert len(calls) == 3  # resumed: the finished video was not labelled again
@@ -144,7 +145,8 @@ def test_pseudo_labeller_keeps_ground_truth_and_resumes(disc_dataset, tmp_path):
 
 
 def _copy_teacher(calls):
-    def teacher(network, frames, refs):
+    def teacher(frames, network, references=None, **kwargs):
+        refs = references
         calls.append(sorted(refs))
         return CopyReferenceInferer()(frames, references=refs) * 0.9
     return teacher
@@ -160,7 +162,7 @@ def test_pseudo_labels_of_two_sites_with_the_same_file_name_are_kept_apart(tmp_p
     # an earlier run under the old naming: both sites wrote bus_0000.*, the second over the first
     old = PseudoLabeller(torch.nn.Identity(), [{k: v for k, v in e.items() if k != "id"} for e in entries[:3]],
                          out, _copy_teacher(calls))
-    old.engine.run(old.pending(), max_epochs=1)
+    old.evaluator(old.pending()).run()
     assert sorted(p.name for p in out.glob("*.json")) == ["bus_0000.json", "bus_0001.json"]
     calls.clear()
     with caplog.at_level(logging.INFO):

@@ -210,7 +210,7 @@ def test_pseudo_labels_older_than_the_teacher_are_redone(tmp_path):
     teacher.write_bytes(b"weights")
     calls = []
 
-    def propagate(net, frames, refs):  # noqa: ARG001 - the propagate_fn signature
+    def propagate(frames, network, references=None, **kwargs):  # noqa: ARG001 - an inferer
         calls.append(1)
         return torch.zeros(frames.shape)
 

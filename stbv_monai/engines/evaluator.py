@@ -79,7 +79,8 @@ class VideoEvaluator(Evaluator):
     ``state.output`` holds ``name`` (the video's id), ``probs`` (T, H, W) float tensor, ``pred`` and ``gt``
     (T, H, W) uint8 arrays, ``references`` and ``excluded`` (frame indices), ``reference_rule`` (see
     :class:`ProtocolReferences`), ``spacing`` (or ``None``), ``frames`` (T, H, W)
-    float array, ``image_path`` and ``format`` (the input's format family).
+    float array, ``image_path``, ``label_path``, ``labelled_frames`` (the entry's, whatever the
+    protocol) and ``format`` (the input's format family).
 
     Args:
         inferer: ``inferer(frames, network, references=..., entry=...) -> (T, H, W)`` probabilities.
@@ -128,5 +129,7 @@ class VideoEvaluator(Evaluator):
             "spacing": pair["spacing"],
             "frames": pair["image"],
             "image_path": pair["image_path"],
+            "label_path": pair["label_path"],
+            "labelled_frames": pair["labelled_frames"],
             "format": video_format(pair["image_path"]),
         }

@@ -2,10 +2,12 @@
 
 The teacher propagates forward and backward from each labelled frame and every frame keeps the
 prediction from its nearest labelled frame (``stbv_monai.inference.propagate`` does the merge).
-Labelled frames keep their ground truth, so the set is Ŷ = Yˡ ∪ Ŷᵘ. Each video is one iteration
-of an Ignite ``Engine``; its mask video and a small per-video record are written atomically, the
-record last, so a killed run resumes at the first video without a record. ``manifest.json``
-merges the records once all videos are done and is what the student stage reads.
+Labelled frames keep their ground truth, so the set is Ŷ = Yˡ ∪ Ŷᵘ. The labelling itself is a
+:class:`~stbv_monai.engines.VideoEvaluator` of the pending training videos (labelled frames as
+references) with a :class:`~stbv_monai.handlers.pseudo_label_writer.PseudoLabelWriter`, which
+writes each video's mask video and record atomically, the record last, so a killed run resumes
+at the first video without a record. ``manifest.json`` merges the records once all videos are
+done and is what the student stage reads.
 
 Files are named by each video's unique id (:mod:`stbv_monai.data.ids`). A record written under
 the old naming (``<file name>.json``, before ids were unique) is still read where it is
@@ -19,23 +21,24 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
+from monai.inferers import Inferer
 
 from stbv_monai.data.dataset import SOURCE_GT, SOURCE_PSEUDO
-from stbv_monai.data.datalist import load_video_pair
 from stbv_monai.data.ids import entry_id, legacy_id
-from stbv_monai.data.io import atomic_path, video_id, write_mask
+from stbv_monai.data.io import atomic_path, video_id
 from stbv_monai.engines.distributed import barrier
+from stbv_monai.engines.evaluator import VideoEvaluator
+from stbv_monai.handlers.pseudo_label_writer import PseudoLabelWriter, Scorer
 
 __all__ = [
     "MANIFEST_NAME",
     "PseudoLabeller",
     "attach_progress",
-    "frame_confidence",
     "read_manifest",
     "read_summary",
     "score_against_label",
@@ -46,11 +49,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
-
-
-def frame_confidence(probs: torch.Tensor) -> torch.Tensor:
-    """Per-frame teacher confidence ``(T,)``: mean over pixels of max(p, 1 − p), in [0.5, 1]."""
-    return torch.maximum(probs, 1 - probs).flatten(1).mean(1)
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -75,7 +73,8 @@ class PseudoLabeller:
         network: the teacher (an STCN), already holding its weights.
         entries: training datalist entries (``image``, ``label``, ``labelled_frames``).
         output_dir: where ``<id>.nii.gz`` masks, ``<id>.json`` records and the manifest go.
-        propagate_fn: ``propagate_fn(network, frames, references) -> (T, H, W)`` probabilities.
+        inferer: ``inferer(frames, network, references=...) -> (T, H, W)`` probabilities
+            (a :class:`~stbv_monai.inference.VideoPropagationInferer`: quadro-inference).
         device: where the teacher runs.
         threshold: probability above which a pseudo-label pixel is lesion.
         scorer: optional ``scorer(pred, gt, references) -> dict`` that scores the pseudo-labels
@@ -86,19 +85,19 @@ class PseudoLabeller:
     """
 
     def __init__(self, network: torch.nn.Module, entries: Sequence[dict[str, Any]], output_dir: str | os.PathLike,
-                 propagate_fn: Callable[..., torch.Tensor], device: torch.device | str = "cpu",
-                 threshold: float = 0.5, scorer: Callable[..., dict[str, float]] | None = None,
+                 inferer: Inferer, device: torch.device | str = "cpu",
+                 threshold: float = 0.5, scorer: Scorer | None = None,
                  rank: int = 0, world_size: int = 1, teacher_path: str | os.PathLike | None = None) -> None:
         self.network = network
         self.entries = list(entries)
         self.output_dir = Path(output_dir)
-        self.propagate_fn = propagate_fn
+        self.inferer = inferer
         self.device = torch.device(device)
         self.threshold = threshold
         self.scorer = scorer
         self.rank, self.world_size = rank, world_size
         self.teacher_path = Path(teacher_path) if teacher_path else None
-        self.engine = Engine(self._label_video)
+        self.handlers: list[Any] = []  # more handlers for each run's evaluator (progress)
         self._reported: set[Path] = set()
 
     def pending(self) -> list[dict[str, Any]]:
@@ -122,12 +121,17 @@ class PseudoLabeller:
         done = len(self.entries[self.rank :: self.world_size]) - len(todo)
         if done:
             logger.info("pseudo-labels: resuming, %d video(s) already done, %d to go", done, len(todo))
-        self.network.eval()
         if todo:
-            self.engine.run(todo, max_epochs=1)
+            self.evaluator(todo).run()
         if self.world_size > 1:
             barrier()  # every rank's records are on disk before rank 0 merges them
         return self.write_manifest() if self.rank == 0 else None
+
+    def evaluator(self, entries: Sequence[dict[str, Any]]) -> VideoEvaluator:
+        """The evaluator that labels ``entries`` and writes their files."""
+        writer = PseudoLabelWriter(self.output_dir, self.scorer)
+        return VideoEvaluator(self.inferer, entries, self.network, self.device, threshold=self.threshold,
+                              val_handlers=[writer, *self.handlers])
 
     def _record_path(self, entry: dict[str, Any]) -> Path:
         return self.output_dir / f"{entry_id(entry)}.json"
@@ -169,31 +173,6 @@ class PseudoLabeller:
         if about not in self._reported:
             self._reported.add(about)
             logger.log(level, message, *args)
-
-    def _label_video(self, engine: Engine, entry: dict[str, Any]) -> dict[str, Any]:
-        pair = load_video_pair(entry)
-        frames = torch.from_numpy(pair["image"]).to(self.device)
-        labelled = pair["labelled_frames"]
-        refs = {t: torch.from_numpy(pair["label"][t]).to(self.device, torch.float32) for t in labelled}
-        probs = self.propagate_fn(self.network, frames, refs).float()
-        mask = (probs > self.threshold).to(torch.uint8).cpu().numpy()
-        mask[labelled] = pair["label"][labelled]
-        source = np.full(len(mask), SOURCE_PSEUDO, np.uint8)
-        source[labelled] = SOURCE_GT
-        record = {
-            "id": entry_id(entry),
-            "image": str(Path(entry["image"]).resolve()),
-            "label": str(write_mask(self.output_dir / f"{entry_id(entry)}.nii.gz", mask,
-                                    spacing=pair["spacing"]).resolve()),
-            "gt_label": str(Path(entry["label"]).resolve()),
-            "labelled_frames": labelled,
-            "source": source.tolist(),
-            "confidence": [round(float(c), 5) for c in frame_confidence(probs.cpu())],
-        }
-        if self.scorer is not None:
-            record["score"] = self.scorer(mask, pair["label"], labelled)
-        _write_json(self._record_path(entry), record)
-        return record
 
     def write_manifest(self) -> Path:
         """Merge every video's record (all ranks) into ``manifest.json``, in datalist order."""
@@ -237,11 +216,18 @@ def attach_progress(labeller: PseudoLabeller) -> None:
     """Show videos done / total while stage 2 runs (rank 0 only)."""
     if labeller.rank != 0:
         return
-    from ignite.contrib.handlers import ProgressBar
+    labeller.handlers.append(_Progress())
 
-    ProgressBar(persist=True, desc="pseudo-labels (videos)").attach(labeller.engine)
-    labeller.engine.add_event_handler(Events.COMPLETED, lambda e: logger.info("pseudo-labels: %d videos labelled",
-                                                                               e.state.iteration))
+
+class _Progress:
+    """A bar of videos and a closing count, on each run's evaluator."""
+
+    def attach(self, engine: Engine) -> None:
+        from ignite.contrib.handlers import ProgressBar
+
+        ProgressBar(persist=True, desc="pseudo-labels (videos)").attach(engine)
+        engine.add_event_handler(Events.COMPLETED, lambda e: logger.info("pseudo-labels: %d videos labelled",
+                                                                         e.state.iteration))
 
 
 def score_against_label(mask: np.ndarray, gt: np.ndarray, labelled: Sequence[int]) -> dict[str, float]:
