@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["InputError", "StopRequested", "find_input_error", "innermost_error", "install_excepthook"]
+__all__ = ["InputError", "StopRequested", "find_input_error", "innermost_error", "install_excepthook", "uncaught_error"]
 
 
 class InputError(ValueError):
@@ -75,15 +75,28 @@ def find_input_error(exc: BaseException | None) -> InputError | None:
     return None
 
 
+_UNCAUGHT: list[BaseException] = []  # the exception that ended the process, for atexit handlers
+
+
+def uncaught_error() -> BaseException | None:
+    """The uncaught exception the process is ending with (seen by :func:`install_excepthook`'s hook), if any."""
+    return _UNCAUGHT[-1] if _UNCAUGHT else None
+
+
 def install_excepthook() -> None:
     """Report an uncaught :class:`InputError` as one line on stderr instead of a stack trace.
 
-    Called first by every bundle workflow (``initialize``) and CLI script. Set ``STBV_TRACEBACK=1``
-    to see the full trace.
+    Called first by every bundle workflow (``initialize``) and CLI script; installing it again
+    is a no-op, so the process has one hook. It also keeps the exception for
+    :func:`uncaught_error` (the MLflow run tree tags a failed run with it at exit). Set
+    ``STBV_TRACEBACK=1`` to see the full trace.
     """
+    if getattr(sys.excepthook, "_stbv", False):
+        return
     previous = sys.excepthook
 
     def hook(exc_type, exc, tb):  # noqa: ANN001 - sys.excepthook signature
+        _UNCAUGHT.append(exc)
         found = find_input_error(exc)
         if found is None or os.environ.get("STBV_TRACEBACK"):
             previous(exc_type, exc, tb)
@@ -91,6 +104,7 @@ def install_excepthook() -> None:
         _close_progress_bars()  # an open tqdm bar would redraw after the message
         print(f"error: {found}", file=sys.stderr)
 
+    hook._stbv = True  # type: ignore[attr-defined]
     sys.excepthook = hook
 
 

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 
 from stbv_monai.losses import (
     BootstrappedBCE,
-    BootstrappedCE,
     SegmentationLoss,
     STCSLoss,
     bootstrap_top_p,
+    bootstrapped_mean,
     key_similarity,
 )
 
@@ -76,9 +76,11 @@ def test_no_labelled_pixel_gives_a_zero_loss_that_still_backpropagates():
 
 
 def test_two_class_ce_on_aggregated_logits_equals_bce():
+    """STCN's 2-class cross-entropy on soft-aggregated logits [-l, l] is our BCE on 2l, bootstrapping included."""
     logits, target, weight = _inputs(4)
     two_class = torch.stack([-logits, logits], dim=1)  # STCN soft aggregation of one object
-    ce, _ = BootstrappedCE()(two_class, target.long(), weight, iteration=60_000)
+    raw = F.cross_entropy(two_class, target.long(), reduction="none")
+    ce = bootstrapped_mean(raw, weight, bootstrap_top_p(60_000))
     bce, _ = BootstrappedBCE()(2 * logits, target, weight, iteration=60_000)
     assert torch.isclose(ce, bce, atol=1e-6)
     with pytest.raises(ValueError):

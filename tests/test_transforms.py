@@ -16,8 +16,8 @@ from stbv_monai.transforms import (
     RandPseudoCutMix,
     RandPseudoCutMixd,
     RandStrongAugment,
-    SampleClip,
-    SampleClipd,
+    RandSampleClip,
+    RandSampleClipd,
     SampleSTCSTriplet,
     SourceDependentAugmentd,
     clip_training_transforms,
@@ -66,7 +66,7 @@ def _square_video(t: int = 6) -> dict:
 @pytest.mark.parametrize("mode", ["bootstrap", "window"])
 @pytest.mark.parametrize("stcs", [False, True])
 def test_sample_clip_shapes_and_dtypes(mode, stcs):
-    out = SampleClipd(mode=mode, stcs=stcs).set_random_state(0)(_video())
+    out = RandSampleClipd(mode=mode, stcs=stcs).set_random_state(0)(_video())
     assert out["image"].shape == out["label"].shape == out["loss_mask"].shape == (3, H, W)
     assert out["image"].dtype == out["label"].dtype == out["loss_mask"].dtype == torch.float32
     assert out["source"].shape == (3,) and out["source"].dtype == torch.uint8
@@ -79,7 +79,7 @@ def test_sample_clip_shapes_and_dtypes(mode, stcs):
 
 def test_sample_clip_slices_the_video():
     video = _video(source=[2] * T)
-    out = SampleClipd(stcs=True).set_random_state(3)(video)
+    out = RandSampleClipd(stcs=True).set_random_state(3)(video)
     idx = out["frame_index"].numpy()
     np.testing.assert_array_equal(out["image"].numpy(), video["image"][idx])
     np.testing.assert_array_equal(out["label"].numpy(), video["label"][idx])
@@ -87,7 +87,7 @@ def test_sample_clip_slices_the_video():
 
 
 def test_bootstrap_picks_only_labelled_frames_and_repeats_one():
-    sampler = SampleClip(num_frames=3, mode="bootstrap").set_random_state(0)
+    sampler = RandSampleClip(num_frames=3, mode="bootstrap").set_random_state(0)
     source = derive_source(T, [4, 17])
     orders = set()
     for _ in range(300):
@@ -101,7 +101,7 @@ def test_bootstrap_picks_only_labelled_frames_and_repeats_one():
 @pytest.mark.parametrize("labelled", [[7], [4, 17], [0, 3, 9, 15, 23]], ids=["1", "2", "5"])
 def test_bootstrap_makes_three_frame_clips_from_any_number_of_labelled_frames(labelled):
     """One labelled frame: the same frame three times (STCN's static-image case); five: three distinct ones."""
-    sampler = SampleClip(num_frames=3, mode="bootstrap").set_random_state(0)
+    sampler = RandSampleClip(num_frames=3, mode="bootstrap").set_random_state(0)
     source = derive_source(T, labelled)
     seen = set()
     for _ in range(200):
@@ -115,7 +115,7 @@ def test_bootstrap_makes_three_frame_clips_from_any_number_of_labelled_frames(la
 def test_bootstrap_ignores_pseudo_frames():
     source = np.full(T, 2, np.uint8)
     source[[2, 9]] = 1
-    sampler = SampleClip(mode="bootstrap").set_random_state(1)
+    sampler = RandSampleClip(mode="bootstrap").set_random_state(1)
     assert all(set(sampler(source).tolist()) <= {2, 9} for _ in range(100))
 
 
@@ -124,7 +124,7 @@ def test_window_respects_max_skip_and_skips_unlabelled_frames(max_skip):
     rng = np.random.default_rng(max_skip)
     source = rng.choice([0, 1, 2], size=60, p=[0.3, 0.1, 0.6]).astype(np.uint8)
     source[10:13] = 2  # at least one valid chain for max_skip = 1
-    sampler = SampleClip(num_frames=3, mode="window", max_skip=max_skip).set_random_state(0)
+    sampler = RandSampleClip(num_frames=3, mode="window", max_skip=max_skip).set_random_state(0)
     for _ in range(300):
         idx = sampler(source)
         assert (source[idx] > 0).all()
@@ -134,11 +134,11 @@ def test_window_respects_max_skip_and_skips_unlabelled_frames(max_skip):
 
 def test_window_reverse_and_fallback():
     source = np.ones(30, np.uint8)
-    rev = SampleClip(mode="window", max_skip=4, reverse_prob=1.0).set_random_state(0)
+    rev = RandSampleClip(mode="window", max_skip=4, reverse_prob=1.0).set_random_state(0)
     assert all((np.diff(rev(source)) < 0).all() for _ in range(50))
     lonely = np.zeros(30, np.uint8)
     lonely[[5, 20]] = 2  # no 3-frame chain within max_skip: repeats, still never a source-0 frame
-    idx = SampleClip(mode="window", max_skip=4).set_random_state(0)(lonely)
+    idx = RandSampleClip(mode="window", max_skip=4).set_random_state(0)(lonely)
     assert set(idx.tolist()) <= {5, 20} and len(set(idx.tolist())) == 1
 
 
@@ -156,22 +156,22 @@ def test_stcs_triplet_is_a_consecutive_pair_and_a_distinct_anchor():
 
 
 def test_source_derivation_and_loss_mask():
-    out = SampleClipd(mode="window", max_skip=30).set_random_state(0)(_video(source=[0] * 5 + [1] + [2] * 18))
+    out = RandSampleClipd(mode="window", max_skip=30).set_random_state(0)(_video(source=[0] * 5 + [1] + [2] * 18))
     assert (out["source"] > 0).all()
-    full = SampleClipd(mode="window", full_supervision=True).set_random_state(0)(_video())
+    full = RandSampleClipd(mode="window", full_supervision=True).set_random_state(0)(_video())
     assert (full["source"] == 1).all() and (full["loss_mask"] == 1).all()
     np.testing.assert_array_equal(derive_source(5, [0, 3]), [1, 0, 0, 1, 0])
     # a pixel-level ignore map from the pseudo-labeller is sliced and kept
     video = _video(source=[2] * T)
     video["loss_mask"] = np.ones((T, H, W), np.float32)
     video["loss_mask"][:, :10] = 0
-    out = SampleClipd().set_random_state(0)(video)
+    out = RandSampleClipd().set_random_state(0)(video)
     assert (out["loss_mask"][:, :10] == 0).all() and (out["loss_mask"][:, 10:] == 1).all()
 
 
 def test_bootstrap_loss_mask_covers_labelled_frames_only():
     # a hand-made 'source' with an unlabelled frame in a window clip gives a zero loss mask there
-    clip = SampleClipd(mode="window", max_skip=2).set_random_state(0)
+    clip = RandSampleClipd(mode="window", max_skip=2).set_random_state(0)
     video = _video(source=[1, 0, 2] * (T // 3))
     for seed in range(20):
         out = clip.set_random_state(seed)(video)
@@ -191,7 +191,7 @@ def test_bootstrap_loss_mask_covers_labelled_frames_only():
 )
 def test_bad_samples_raise_input_error(video, kwargs):
     with pytest.raises(InputError):
-        SampleClipd(allow_missing_keys=True, **kwargs)(video)
+        RandSampleClipd(allow_missing_keys=True, **kwargs)(video)
 
 
 # ----------------------------------------------------------------------------- weak augmentation
@@ -199,7 +199,7 @@ def test_bad_samples_raise_input_error(video, kwargs):
 
 def test_weak_augmentation_keeps_image_and_label_aligned():
     aug = weak_augmentation(32, scale=(0.6, 1.0))
-    sampler = SampleClipd(mode="bootstrap")
+    sampler = RandSampleClipd(mode="bootstrap")
     for seed in range(25):
         clip = aug.set_random_state(seed)(sampler.set_random_state(seed)(_square_video()))
         assert clip["image"].shape == clip["label"].shape == clip["loss_mask"].shape == (3, 32, 32)
@@ -213,7 +213,7 @@ def test_weak_augmentation_keeps_image_and_label_aligned():
 
 def test_weak_crop_is_per_frame_and_flip_is_shared():
     video = _square_video()
-    clip = SampleClipd(mode="bootstrap").set_random_state(0)(video)
+    clip = RandSampleClipd(mode="bootstrap").set_random_state(0)(video)
     twins = [(a, b) for a in range(3) for b in range(a + 1, 3) if clip["frame_index"][a] == clip["frame_index"][b]]
     assert twins
     a, b = twins[0]
@@ -230,7 +230,7 @@ def test_weak_crop_is_per_frame_and_flip_is_shared():
 
 def test_weak_augmentation_crops_stcs_frames_together():
     video = _square_video()
-    clip = SampleClipd(mode="bootstrap", stcs=True).set_random_state(0)(video)
+    clip = RandSampleClipd(mode="bootstrap", stcs=True).set_random_state(0)(video)
     out = weak_augmentation(32, scale=(0.6, 0.9)).set_random_state(5)(clip)
     s = out["stcs_image"]
     assert s.shape == (3, 32, 32)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from stbv_monai.engines.evaluator import PROTOCOLS, ProtocolReferences, VideoEvaluator, choose_references
 from stbv_monai.engines.pseudo_label import PseudoLabeller, read_manifest, video_id
 from stbv_monai.engines.run_lock import lock_output_dir
-from stbv_monai.engines.stages import SaveNetwork, TrainCheckpoints, clip_loader, latest_checkpoint, run_stage, unwrap
+from stbv_monai.engines.stages import SaveNetwork, TrainCheckpoints, clip_loader, latest_checkpoint, unwrap
 from stbv_monai.engines.trainer import ClipTrainer
 
 __all__ = [
@@ -18,7 +18,6 @@ __all__ = [
     "clip_loader",
     "latest_checkpoint",
     "lock_output_dir",
-    "run_stage",
     "unwrap",
     "PseudoLabeller",
     "VideoEvaluator",

@@ -24,7 +24,7 @@ from stbv_monai.data.io import atomic_path
 from stbv_monai.engines.distributed import is_main_process
 from stbv_monai.engines.trainer import ClipTrainer
 
-__all__ = ["SaveNetwork", "TrainCheckpoints", "clip_loader", "latest_checkpoint", "prune_checkpoints", "run_stage", "unwrap"]
+__all__ = ["SaveNetwork", "TrainCheckpoints", "clip_loader", "latest_checkpoint", "prune_checkpoints", "unwrap"]
 
 logger = logging.getLogger(__name__)
 
@@ -146,9 +146,3 @@ class SaveNetwork:
             torch.save(state, tmp)
         logger.info("saved network to %s", self.path)
         return self.path
-
-
-def run_stage(trainer: ClipTrainer) -> dict[str, Any]:
-    """Run a training stage to its iteration budget and return its final metrics."""
-    trainer.run()
-    return dict(trainer.state.metrics)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from stbv_monai.losses.bootstrapped_ce import BootstrappedBCE, BootstrappedCE, bootstrap_top_p, bootstrapped_mean
+from stbv_monai.losses.bootstrapped_ce import BootstrappedBCE, bootstrap_top_p, bootstrapped_mean
 from stbv_monai.losses.segmentation import SegmentationLoss
 from stbv_monai.losses.stcs import SIMILARITIES, STCSLoss, key_similarity
 
 __all__ = [
     "SIMILARITIES",
     "BootstrappedBCE",
-    "BootstrappedCE",
     "STCSLoss",
     "SegmentationLoss",
     "bootstrap_top_p",

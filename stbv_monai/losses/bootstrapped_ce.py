@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["bootstrap_top_p", "bootstrapped_mean", "BootstrappedBCE", "BootstrappedCE"]
+__all__ = ["bootstrap_top_p", "bootstrapped_mean", "BootstrappedBCE"]
 
 
 def bootstrap_top_p(iteration: int, start_warm: int = 20_000, end_warm: int = 70_000, min_p: float = 0.15) -> float:
@@ -83,21 +83,5 @@ class BootstrappedBCE(nn.Module):
         if logits.shape != target.shape:
             raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ in shape")
         raw = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
-        p = self.top_p(iteration)
-        return bootstrapped_mean(raw, weight, p), p
-
-
-class BootstrappedCE(BootstrappedBCE):
-    """Bootstrapped multi-class cross-entropy (STCN's form), e.g. 2-class ``[bg, obj]`` logits.
-
-    Forward: ``logits`` ``(B, K, N, H, W)``, ``target`` ``(B, N, H, W)`` class indices,
-    ``weight`` ``(B, N, H, W)`` or ``None``, keyword ``iteration``; returns ``(loss, top_p)``.
-    """
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
-                *, iteration: int) -> tuple[torch.Tensor, float]:
-        if logits.dim() != target.dim() + 1 or logits.shape[2:] != target.shape[1:]:
-            raise ValueError(f"logits {tuple(logits.shape)} must be target {tuple(target.shape)} with a class axis 1")
-        raw = F.cross_entropy(logits.float(), target.long(), reduction="none")
         p = self.top_p(iteration)
         return bootstrapped_mean(raw, weight, p), p

@@ -13,13 +13,12 @@ import atexit
 import json
 import logging
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from stbv_monai.errors import StopRequested, innermost_error
+from stbv_monai.errors import StopRequested, innermost_error, install_excepthook, uncaught_error
 from stbv_monai.tracking.params import bundle_params, git_commit, raw_bundle_config
 from stbv_monai.tracking.store import artifact_location, resolve_uri
 
@@ -77,7 +76,6 @@ class RunTree:
         self.parent_id: str | None = None
         self.child_id: str | None = None
         self.resume = False
-        self._error: BaseException | None = None
         self._parent_params: set[str] = set()
 
     # ------------------------------------------------------------------ lifecycle
@@ -103,14 +101,8 @@ class RunTree:
             return self.parent_id
         self._guard(self._open, resume)
         if self.parent_id:
+            install_excepthook()  # the process's one hook keeps the error that ends it (uncaught_error)
             atexit.register(self._at_exit)
-            previous = sys.excepthook
-
-            def hook(exc_type, exc, tb):  # noqa: ANN001 - sys.excepthook signature
-                self._error = exc
-                previous(exc_type, exc, tb)
-
-            sys.excepthook = hook
         return self.parent_id
 
     def _open(self, resume: bool) -> None:
@@ -157,9 +149,10 @@ class RunTree:
 
     def _at_exit(self) -> None:
         if self.active:  # the workflow did not reach finalize: an uncaught error or an interrupt
-            if self._error is not None:
-                self._tag_error(self.parent_id, self._error)
-            self.end(_status_after(self._error))
+            error = uncaught_error()
+            if error is not None:
+                self._tag_error(self.parent_id, error)
+            self.end(_status_after(error))
 
     # ------------------------------------------------------------------ stages
     def stage(self, name: str, fn: Callable[[], Any], metrics: Callable[[Any], Mapping[str, float]] | None = None,

@@ -7,7 +7,7 @@ random ones are MONAI ``Randomizable`` and pass ``set_random_state`` on to what 
 from __future__ import annotations
 
 from stbv_monai.transforms.boxes import sample_box
-from stbv_monai.transforms.clip import CLIP_MODES, SampleClip, SampleClipd, SampleSTCSTriplet
+from stbv_monai.transforms.clip import CLIP_MODES, RandSampleClip, RandSampleClipd, SampleSTCSTriplet
 from stbv_monai.transforms.compose import clip_training_transforms
 from stbv_monai.transforms.cutmix import RandPseudoCutMix, RandPseudoCutMixd
 from stbv_monai.transforms.sda import SourceDependentAugmentd
@@ -35,8 +35,8 @@ __all__ = [
     "RandPseudoCutMixd",
     "RandResizedCrop",
     "RandStrongAugment",
-    "SampleClip",
-    "SampleClipd",
+    "RandSampleClip",
+    "RandSampleClipd",
     "SampleSTCSTriplet",
     "SourceDependentAugmentd",
     "check_source",

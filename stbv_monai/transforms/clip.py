@@ -29,7 +29,7 @@ from stbv_monai.errors import InputError
 from stbv_monai.transforms.source import SOURCE_GT, check_source, derive_source
 from stbv_monai.transforms.utils import as_tensor, propagate_random_state
 
-__all__ = ["CLIP_MODES", "SampleClip", "SampleSTCSTriplet", "SampleClipd"]
+__all__ = ["CLIP_MODES", "RandSampleClip", "SampleSTCSTriplet", "RandSampleClipd"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,15 +53,14 @@ def _chain_starts(eligible: np.ndarray, length: int, max_skip: int, min_step: in
     return feasible
 
 
-class SampleClip(Randomizable):
+class RandSampleClip(Randomizable):
     """Choose the frame indices of a training clip from the per-frame label sources.
 
     Args:
         num_frames: ``N``, frames per clip (STCN: 3).
         mode: ``"bootstrap"`` (labelled frames only, repeated to fill the clip, random order)
             or ``"window"`` (sorted in time, steps of 1..``max_skip``, ``source > 0`` only).
-        max_skip: largest time step between consecutive clip frames in ``"window"`` mode
-            (a curriculum handler may change it during training).
+        max_skip: largest time step between consecutive clip frames in ``"window"`` mode.
         reverse_prob: probability of reversing a ``"window"`` clip in time (STCN uses 0.5).
 
     Call with ``source`` ``(T,)``; returns ``(N,)`` int64 frame indices.
@@ -160,8 +159,8 @@ class SampleSTCSTriplet(Randomizable):
         return self._indices.copy()
 
 
-class SampleClipd(MapTransform, Randomizable):
-    """Dictionary wrapper of :class:`SampleClip` (and :class:`SampleSTCSTriplet`): video sample -> clip.
+class RandSampleClipd(MapTransform, Randomizable):
+    """Dictionary wrapper of :class:`RandSampleClip` (and :class:`SampleSTCSTriplet`): video sample -> clip.
 
     Reads (video level): ``keys`` (default ``image`` and ``label``, each ``(T, H, W)``);
     ``source`` ``(T,)`` (or, when absent, ``labelled_frames``); optional ``confidence`` ``(T,)``;
@@ -178,9 +177,9 @@ class SampleClipd(MapTransform, Randomizable):
     Args:
         keys: per-frame video arrays to slice (the first one also feeds ``stcs_image``).
         num_frames: ``N``.
-        mode: ``"bootstrap"`` or ``"window"`` (see :class:`SampleClip`).
-        max_skip: see :class:`SampleClip`.
-        reverse_prob: see :class:`SampleClip`.
+        mode: ``"bootstrap"`` or ``"window"`` (see :class:`RandSampleClip`).
+        max_skip: see :class:`RandSampleClip`.
+        reverse_prob: see :class:`RandSampleClip`.
         full_supervision: every frame is ground truth (``source`` all 1, whatever the input says).
         stcs: also draw the space-time consistency triplet.
         stcs_range: see :class:`SampleSTCSTriplet`.
@@ -209,7 +208,7 @@ class SampleClipd(MapTransform, Randomizable):
         allow_missing_keys: bool = False,
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
-        self.sampler = SampleClip(num_frames, mode, max_skip, reverse_prob)
+        self.sampler = RandSampleClip(num_frames, mode, max_skip, reverse_prob)
         self.stcs_sampler = SampleSTCSTriplet(stcs_range) if stcs else None
         self.full_supervision = full_supervision
         self.source_key, self.labelled_key, self.confidence_key = source_key, labelled_key, confidence_key
@@ -218,7 +217,7 @@ class SampleClipd(MapTransform, Randomizable):
 
     def set_random_state(
         self, seed: int | None = None, state: np.random.RandomState | None = None
-    ) -> SampleClipd:
+    ) -> RandSampleClipd:
         super().set_random_state(seed, state)
         propagate_random_state(self, [self.sampler] + ([self.stcs_sampler] if self.stcs_sampler else []))
         return self

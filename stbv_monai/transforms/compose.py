@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 from monai.transforms import Compose
 
-from stbv_monai.transforms.clip import SampleClipd
+from stbv_monai.transforms.clip import RandSampleClipd
 from stbv_monai.transforms.sda import SourceDependentAugmentd
 from stbv_monai.transforms.weak import weak_augmentation
 
@@ -28,7 +28,7 @@ def clip_training_transforms(
     anti_aliasing: bool = True,
     strong_kwargs: dict[str, Any] | None = None,
 ) -> Compose:
-    """Video sample -> augmented training clip: :class:`SampleClipd` -> weak aug -> (SDA).
+    """Video sample -> augmented training clip: :class:`RandSampleClipd` -> weak aug -> (SDA).
 
     Stage presets: teacher ``mode="bootstrap", stcs=True``; student ``mode="window",
     stcs=True, sda=True`` on the pseudo-label set; full supervision ``mode="window",
@@ -38,13 +38,13 @@ def clip_training_transforms(
     Args:
         spatial_size: clip frame size ``(H', W')`` (multiples of 16).
         mode, num_frames, max_skip, reverse_prob, full_supervision, stcs, stcs_range: see
-            :class:`SampleClipd`.
+            :class:`RandSampleClipd`.
         sda: add :class:`SourceDependentAugmentd` (strong perturbation of pseudo frames).
         scale, flip_prob, anti_aliasing: see :func:`weak_augmentation`.
         strong_kwargs: arguments of :class:`RandStrongAugment`.
     """
     chain = [
-        SampleClipd(num_frames=num_frames, mode=mode, max_skip=max_skip, reverse_prob=reverse_prob,
+        RandSampleClipd(num_frames=num_frames, mode=mode, max_skip=max_skip, reverse_prob=reverse_prob,
                     full_supervision=full_supervision, stcs=stcs, stcs_range=stcs_range),
         weak_augmentation(spatial_size, scale=scale, flip_prob=flip_prob, anti_aliasing=anti_aliasing),
     ]

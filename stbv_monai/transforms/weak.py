@@ -4,7 +4,7 @@ Every frame of a clip gets its own random crop (so the repeated frame of a boots
 differs from its twin); the horizontal flip is shared by the whole clip. Images are
 interpolated bilinearly, ``label`` and ``loss_mask`` with nearest neighbour, and each frame's
 image, label and loss mask share one crop, so they stay aligned (masks use ``"nearest-exact"``,
-see :data:`CLIP_MODES`).
+see :data:`INTERP_MODES`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ CLIP_KEYS = ("image", "label", "loss_mask")
 #: Interpolation of image, label, loss mask. ``"nearest-exact"`` samples pixel centres like
 #: bilinear does; torch's ``"nearest"`` is off by up to half a source pixel (measured here: a
 #: 0.44 px shift of the label against the image at 64 -> 32 px), so masks use the former.
-CLIP_MODES = ("bilinear", "nearest-exact", "nearest-exact")
+INTERP_MODES = ("bilinear", "nearest-exact", "nearest-exact")
 
 
 class RandResizedCrop(Randomizable):
@@ -98,7 +98,7 @@ class RandClipResizedCropd(MapTransform, Randomizable):
         keys: KeysCollection = CLIP_KEYS,
         spatial_size: Sequence[int] | int = 384,
         scale: tuple[float, float] = (0.8, 1.0),
-        mode: Sequence[str] | str = CLIP_MODES,
+        mode: Sequence[str] | str = INTERP_MODES,
         anti_aliasing: bool = True,
         shared_keys: KeysCollection = ("stcs_image",),
         shared_mode: Sequence[str] | str = "bilinear",
@@ -149,7 +149,7 @@ def weak_augmentation(
     scale: tuple[float, float] = (0.8, 1.0),
     flip_prob: float = 0.5,
     keys: KeysCollection = CLIP_KEYS,
-    mode: Sequence[str] | str = CLIP_MODES,
+    mode: Sequence[str] | str = INTERP_MODES,
     shared_keys: KeysCollection = ("stcs_image",),
     anti_aliasing: bool = True,
 ) -> Compose:
@@ -180,7 +180,7 @@ def weak_augmentation(
 def validation_resize(
     spatial_size: Sequence[int] | int,
     keys: KeysCollection = CLIP_KEYS,
-    mode: Sequence[str] | str = CLIP_MODES,
+    mode: Sequence[str] | str = INTERP_MODES,
 ) -> Compose:
     """Deterministic resize of ``keys`` ``(T, H, W)`` to ``spatial_size`` (validation / inference).
 
