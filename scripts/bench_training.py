@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import write_disc_dataset  # noqa: E402  (the test suite's tiny dataset writer)
 
 from stbv_monai.data import load_datalist  # noqa: E402
-from stbv_monai.engines import ClipTrainer, clip_loader  # noqa: E402
+from stbv_monai.data.loaders import clip_loader  # noqa: E402
+from stbv_monai.engines import ClipTrainer  # noqa: E402
 from stbv_monai.losses import SegmentationLoss, STCSLoss  # noqa: E402
 from stbv_monai.networks import ClipTrainingWrapper, build_network  # noqa: E402
 from stbv_monai.transforms import clip_training_transforms  # noqa: E402

@@ -16,9 +16,8 @@ import torch
 from stbv_monai import BUNDLE_ROOT, REPO_ROOT
 from stbv_monai.data import load_datalist, read_mask
 from stbv_monai.data.dataset import video_dataset
+from stbv_monai.data.loaders import SeededDraws, ShardSampler, per_process_batch, sharded_clip_loader
 from stbv_monai.engines.distributed import (
-    SeededDraws,
-    ShardSampler,
     barrier,
     ddp,
     get_rank,
@@ -26,8 +25,6 @@ from stbv_monai.engines.distributed import (
     init_distributed,
     is_main_process,
     main_process_first,
-    per_process_batch,
-    sharded_clip_loader,
 )
 from stbv_monai.transforms import clip_training_transforms
 

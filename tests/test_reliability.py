@@ -28,7 +28,7 @@ from stbv_monai import REPO_ROOT
 from stbv_monai.data import load_datalist, load_video_pair
 from stbv_monai.data.memory import MEMORY_LIMIT_ENV
 from stbv_monai.engines.run_lock import LOCK_NAME, lock_output_dir, release
-from stbv_monai.engines.stages import prune_checkpoints
+from stbv_monai.handlers import prune_checkpoints
 from stbv_monai.errors import InputError, StopRequested, innermost_error
 from stbv_monai.tracking import RunTree
 

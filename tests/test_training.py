@@ -16,7 +16,9 @@ from ignite.engine import Events
 from mlflow_utils import assert_three_stage_tree, run_tree
 from stbv_monai import BUNDLE_ROOT, REPO_ROOT
 from stbv_monai.data import load_datalist, read_mask
-from stbv_monai.engines import ClipTrainer, TrainCheckpoints, clip_loader, latest_checkpoint
+from stbv_monai.data.loaders import clip_loader
+from stbv_monai.engines import ClipTrainer
+from stbv_monai.handlers import TrainCheckpoints, latest_checkpoint
 from stbv_monai.handlers import EMARelabel
 from stbv_monai.losses import SegmentationLoss, STCSLoss
 from stbv_monai.networks import ClipTrainingWrapper, build_network

@@ -435,7 +435,7 @@ def test_videos_with_1_2_and_5_labelled_frames_share_a_batch(tmp_path):
     """The teacher's loader batches videos whose labelled-frame lists differ in length (it used to fail to collate)."""
     from conftest import write_two_site_dataset
     from stbv_monai.data import load_datalist
-    from stbv_monai.engines import clip_loader
+    from stbv_monai.data.loaders import clip_loader
 
     entries = load_datalist(write_two_site_dataset(tmp_path), "training")
     assert sorted(len(e["labelled_frames"]) for e in entries) == [1, 2, 2, 5]

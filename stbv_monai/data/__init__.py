@@ -16,6 +16,7 @@ _EXPORTS = {
     ),
     "stbv_monai.data.ids": ("assign_ids", "entry_id", "legacy_id"),
     "stbv_monai.data.dataset": ("SOURCE_GT", "SOURCE_NONE", "SOURCE_PSEUDO", "LoadVideoPaird", "video_dataset"),
+    "stbv_monai.data.loaders": ("SeededDraws", "ShardSampler", "clip_loader", "per_process_batch", "sharded_clip_loader"),
     "stbv_monai.data.io": ("Video", "read_mask", "read_video", "video_format", "video_id", "write_mask", "write_video"),
     "stbv_monai.data.prepare": ("ensure_dataset",),
     "stbv_monai.data.readers": ("VideoReader",),

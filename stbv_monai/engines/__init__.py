@@ -5,7 +5,6 @@ from __future__ import annotations
 from stbv_monai.engines.evaluator import PROTOCOLS, ProtocolReferences, VideoEvaluator, choose_references
 from stbv_monai.engines.pseudo_label import PseudoLabeller, read_manifest, video_id
 from stbv_monai.engines.run_lock import lock_output_dir
-from stbv_monai.engines.stages import SaveNetwork, TrainCheckpoints, clip_loader, latest_checkpoint, unwrap
 from stbv_monai.engines.trainer import ClipTrainer
 
 __all__ = [
@@ -13,12 +12,7 @@ __all__ = [
     "ProtocolReferences",
     "choose_references",
     "ClipTrainer",
-    "SaveNetwork",
-    "TrainCheckpoints",
-    "clip_loader",
-    "latest_checkpoint",
     "lock_output_dir",
-    "unwrap",
     "PseudoLabeller",
     "VideoEvaluator",
     "read_manifest",

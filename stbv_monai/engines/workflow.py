@@ -13,7 +13,7 @@ import torch
 from ignite.engine import Engine
 
 from stbv_monai.data.io import atomic_path
-from stbv_monai.engines.stages import unwrap
+from stbv_monai.networks.training import unwrap
 from stbv_monai.networks import load_pretrained
 from stbv_monai.networks.stcn import TRAINING_SIZE_KEY
 

@@ -36,7 +36,7 @@ class PeriodicValidation:
     Args:
         evaluator: a :class:`~stbv_monai.engines.VideoEvaluator` of the validation entries, with metrics.
         interval: iterations between validations (0: only at the end).
-        best_saver: called (e.g. a :class:`~stbv_monai.engines.stages.SaveNetwork`) when
+        best_saver: called (e.g. a :class:`~stbv_monai.handlers.SaveNetwork`) when
             ``key_metric`` improves, to keep the best network.
         key_metric: the metric that decides "best".
 

@@ -10,7 +10,7 @@ from stbv_monai.networks.memory_ops import soft_aggregate
 from stbv_monai.networks.preprocess import STRIDE, normalize_frames
 from stbv_monai.networks.stcn import STCN
 
-__all__ = ["ClipTrainingWrapper"]
+__all__ = ["ClipTrainingWrapper", "unwrap"]
 
 
 class ClipTrainingWrapper(nn.Module):
@@ -88,3 +88,12 @@ def _check_clip(frames: torch.Tensor, first_mask: torch.Tensor) -> tuple[int, in
     if first_mask.numel() != b * h * w:
         raise InputError("first_mask", f"expected (B, 1, H, W) = ({b}, 1, {h}, {w}), got {tuple(first_mask.shape)}")
     return b, t, c, h, w
+
+
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The bare STCN inside DDP and training wrappers."""
+    while isinstance(getattr(module, "module", None), torch.nn.Module) or isinstance(
+        getattr(module, "network", None), torch.nn.Module
+    ):
+        module = module.module if isinstance(getattr(module, "module", None), torch.nn.Module) else module.network
+    return module

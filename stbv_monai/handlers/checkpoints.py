@@ -1,8 +1,8 @@
-"""Builders the bundle configs call to assemble a training stage from configured parts.
+"""Trainer checkpoints (save every N iterations and at the end, resume, prune) and the network files stages hand on.
 
-A stage is data (a video dataset and its clip transforms) + a :class:`ClipTrainer` + handlers;
-the config gives each part an id and these functions only connect them, so the three stages
-(and the baselines) share one mechanism and differ in configuration.
+MONAI's ``CheckpointSaver``/``CheckpointLoader`` do the saving and loading; :class:`TrainCheckpoints`
+builds them when the trainer exists and keeps the folder to the newest files; :class:`SaveNetwork`
+writes the bare network the next stage, evaluation, export and MONAI Label load.
 """
 
 from __future__ import annotations
@@ -12,40 +12,19 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import torch
 from ignite.engine import Engine, Events
-from monai.data import DataLoader
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
-from stbv_monai.data.dataset import video_dataset
 from stbv_monai.data.io import atomic_path
 from stbv_monai.engines.distributed import is_main_process
-from stbv_monai.engines.trainer import ClipTrainer
+from stbv_monai.networks.training import unwrap
 
-__all__ = ["SaveNetwork", "TrainCheckpoints", "clip_loader", "latest_checkpoint", "prune_checkpoints", "unwrap"]
+__all__ = ["SaveNetwork", "TrainCheckpoints", "latest_checkpoint", "prune_checkpoints"]
 
 logger = logging.getLogger(__name__)
-
-
-def unwrap(module: torch.nn.Module) -> torch.nn.Module:
-    """The bare STCN inside DDP and training wrappers."""
-    while isinstance(getattr(module, "module", None), torch.nn.Module) or isinstance(
-        getattr(module, "network", None), torch.nn.Module
-    ):
-        module = module.module if isinstance(getattr(module, "module", None), torch.nn.Module) else module.network
-    return module
-
-
-def clip_loader(entries: Sequence[dict], transforms: Any, batch_size: int, num_workers: int = 0,
-                sampler: Any = None, seed: int = 0) -> DataLoader:
-    """A loader of augmented clips drawn from cached whole videos (shuffled unless a sampler is given)."""
-    dataset = video_dataset(entries, transforms)
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
-                      num_workers=num_workers, drop_last=len(dataset) >= batch_size, generator=generator,
-                      persistent_workers=num_workers > 0)
 
 
 def latest_checkpoint(folder: str | os.PathLike) -> str | None:
