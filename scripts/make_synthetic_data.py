@@ -6,6 +6,12 @@ Writes ``images/<vid>.nii.gz``, ``labels/<vid>.nii.gz`` and a decathlon ``datali
     python scripts/make_synthetic_data.py --out data/synthetic --videos 32 --frames 100 --size 128 \\
         --seed 0 --preview /tmp/synthetic_preview.png
 
+With ``--stills N`` it writes N still images with lesion masks in the BUSI layout instead
+(``<out>/{benign,malignant,normal}/still_<i>.png`` + ``still_<i>_mask.png``), for the stage-0
+pretraining on static images::
+
+    python scripts/make_synthetic_data.py --out data/synthetic_stills --stills 200 --size 128
+
 Bad arguments end with one ``error: ...`` line on stderr and exit status 2.
 """
 
@@ -18,6 +24,7 @@ from typing import NoReturn, Sequence
 
 from stbv_monai.data.synthetic import make_dataset
 from stbv_monai.data.synthetic_preview import save_preview
+from stbv_monai.data.synthetic_stills import make_stills
 from stbv_monai.errors import InputError
 
 
@@ -39,8 +46,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--exit-prob", type=float, default=0.5,
                    help="probability that a video's lesion is out of view at its start or end")
     p.add_argument("--workers", type=int, default=2, help="worker processes")
-    p.add_argument("--preview", default=None, help="also write a contact-sheet PNG here")
-    return p.parse_args(argv)
+    p.add_argument("--preview", default=None, help="also write a contact-sheet PNG here (videos only)")
+    p.add_argument("--stills", type=int, default=None, metavar="N",
+                   help="write N still images with lesion masks in the BUSI layout instead of videos")
+    args = p.parse_args(argv)
+    if args.stills is not None and args.preview:
+        p.error("--preview draws videos; it cannot be combined with --stills")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        if args.stills is not None:
+            make_stills(args.out, args.stills, args.size, args.seed, workers=args.workers)
+            return 0
         datalist = make_dataset(args.out, args.videos, args.frames, args.size, args.seed,
                                 exit_prob=args.exit_prob, workers=args.workers)
         if args.preview:

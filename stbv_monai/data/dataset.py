@@ -56,9 +56,12 @@ class LoadVideoPaird(MapTransform):
 
 
 def video_dataset(entries: Sequence[dict], transform: Compose | None = None, cache: bool = True,
-                  num_workers: int | None = 0) -> CacheDataset:
-    """A dataset of whole videos: load (cached) then ``transform`` (random, run on every draw)."""
-    steps = [LoadVideoPaird()]
+                  num_workers: int | None = 0, loader: MapTransform | None = None) -> CacheDataset:
+    """A dataset of whole videos: load (cached) then ``transform`` (random, run on every draw).
+
+    ``loader`` reads an entry (default :class:`LoadVideoPaird`; ``stills.LoadStillPaird`` for stills).
+    """
+    steps = [loader if loader is not None else LoadVideoPaird()]
     if transform is not None:
         steps.extend(transform.transforms if isinstance(transform, Compose) else [transform])
     return CacheDataset(list(entries), Compose(steps), cache_rate=1.0 if cache else 0.0,

@@ -9,7 +9,7 @@ workers (see :mod:`stbv_monai.engines.distributed` for who does what).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,16 +22,23 @@ from torch.utils.data import Dataset, DistributedSampler
 from stbv_monai.data.dataset import video_dataset
 from stbv_monai.engines.distributed import get_rank, get_world_size
 
+#: Builds a training stage's samples from its datalist entries and transform chain.
+DatasetFactory = Callable[[Sequence[dict], Any], Dataset]
+
 __all__ = ["SeededDraws", "ShardSampler", "clip_loader", "per_process_batch", "sharded_clip_loader"]
 
 
 def clip_loader(entries: Sequence[dict], transforms: Any, batch_size: int, num_workers: int = 0,
-                sampler: Any = None, seed: int = 0) -> DataLoader:
-    """A loader of augmented clips drawn from cached whole videos (shuffled unless a sampler is given)."""
-    dataset = video_dataset(entries, transforms)
+                sampler: Any = None, seed: int = 0, dataset: DatasetFactory = video_dataset) -> DataLoader:
+    """A loader of augmented clips drawn from cached whole videos (shuffled unless a sampler is given).
+
+    ``dataset(entries, transforms)`` builds the samples: whole videos by default, still images
+    as 1-frame videos for pretraining (:func:`~stbv_monai.data.still_dataset`).
+    """
+    samples = dataset(entries, transforms)
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
-                      num_workers=num_workers, drop_last=len(dataset) >= batch_size, generator=generator,
+    return DataLoader(samples, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
+                      num_workers=num_workers, drop_last=len(samples) >= batch_size, generator=generator,
                       persistent_workers=num_workers > 0)
 
 
@@ -111,7 +118,8 @@ class SeededDraws(Dataset):
 
 
 def sharded_clip_loader(entries: Sequence[dict], transforms: Any, global_batch_size: int, num_workers: int = 0,
-                        seed: int = 0, rank: int | None = None, world_size: int | None = None) -> DataLoader:
+                        seed: int = 0, rank: int | None = None, world_size: int | None = None,
+                        dataset: DatasetFactory = video_dataset) -> DataLoader:
     """This process's loader of clips: its share of each global batch, seeded per draw.
 
     The multi-process counterpart of :func:`clip_loader`: the batch is
@@ -120,12 +128,13 @@ def sharded_clip_loader(entries: Sequence[dict], transforms: Any, global_batch_s
 
     Args:
         rank, world_size: default: the process group's.
+        dataset: builds the samples from ``(entries, transforms)``, as in :func:`clip_loader`.
     """
     world_size = get_world_size() if world_size is None else world_size
-    dataset = SeededDraws(video_dataset(entries, transforms), seed=seed)
+    samples = SeededDraws(dataset(entries, transforms), seed=seed)
     batch = per_process_batch(global_batch_size, world_size)
-    sampler = ShardSampler(dataset, global_batch_size, seed=seed, num_replicas=world_size,
+    sampler = ShardSampler(samples, global_batch_size, seed=seed, num_replicas=world_size,
                            rank=get_rank() if rank is None else rank)
-    return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=num_workers,
+    return DataLoader(samples, batch_size=batch, sampler=sampler, num_workers=num_workers,
                       persistent_workers=num_workers > 0,
                       generator=torch.Generator().manual_seed(seed))
