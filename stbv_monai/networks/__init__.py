@@ -15,7 +15,7 @@ from stbv_monai.networks.memory_ops import (
 )
 from stbv_monai.networks.preprocess import normalize_frames, pad_to_multiple, unpad
 from stbv_monai.networks.stcn import PRESETS, STCN, KeyFeatures, build_network
-from stbv_monai.networks.training import ClipTrainingWrapper
+from stbv_monai.networks.training import ClipTrainingWrapper, training_network
 
 __all__ = [
     "STCN",
@@ -23,6 +23,7 @@ __all__ = [
     "PRESETS",
     "build_network",
     "ClipTrainingWrapper",
+    "training_network",
     "PropagationNet",
     "LoadReport",
     "load_pretrained",

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -124,7 +124,8 @@ def _is_state_dict(obj: Mapping) -> bool:
 
 
 def load_pretrained(
-    model: nn.Module, path: str | os.PathLike | Mapping[str, torch.Tensor], strict: bool = False
+    model: nn.Module, path: str | os.PathLike | Mapping[str, torch.Tensor], strict: bool = False,
+    skip: Collection[str] = (),
 ) -> LoadReport:
     """Load STCN, ImageNet-ResNet or own weights into ``model`` (an STCN or a module wrapping one as ``.network``).
 
@@ -133,6 +134,8 @@ def load_pretrained(
         path: checkpoint file (``torch.load(weights_only=True)``), or a state dict.
         strict: raise unless every model key is loaded and every checkpoint key is used
             (ImageNet ``layer4``/``fc`` and ``num_batches_tracked`` excepted).
+        skip: checkpoint keys to leave unused (listed as dropped), e.g. ``training_size`` when
+            the weights initialise a network trained at its own resolution.
 
     Returns:
         a :class:`LoadReport`.
@@ -148,6 +151,8 @@ def load_pretrained(
         source, ckpt = "<state_dict>", _flatten_state_dict(path, "<state_dict>")
     else:
         source, ckpt = str(path), read_state_dict(path)
+    skipped = [k for k in ckpt if k in set(skip)]
+    ckpt = {k: v for k, v in ckpt.items() if k not in skipped}
     own = target.state_dict()
     if any(k.startswith(STCN_PREFIXES) for k in ckpt) or not _looks_imagenet(ckpt):
         report, tensors = _match_by_name(ckpt, own, LoadReport(source, "stcn"))
@@ -162,6 +167,7 @@ def load_pretrained(
     if not fits:
         raise InputError(source, _mismatch_message(report, used, len(considered)))
     report.missing = [k for k in own if k not in tensors]
+    report.dropped.extend(skipped)
     if strict:
         _check_strict(report)
     target.load_state_dict(tensors, strict=False)
@@ -275,7 +281,7 @@ def _log_report(report: LoadReport) -> None:
         ("unexpected (ignored)", report.unexpected),
         ("shape-mismatched (ignored)", [f"{k} {a} vs {b}" for k, a, b in report.mismatched]),
         ("adapted (zero-padded input channels)", report.adapted),
-        ("dropped (unused ImageNet layers)", report.dropped),
+        ("dropped (unused)", report.dropped),
     ):
         if names:
             expected = report.format == "imagenet" and title.startswith("missing")  # decoder etc.

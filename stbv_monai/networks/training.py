@@ -8,9 +8,9 @@ import torch.nn as nn
 from stbv_monai.errors import InputError
 from stbv_monai.networks.memory_ops import soft_aggregate
 from stbv_monai.networks.preprocess import STRIDE, normalize_frames
-from stbv_monai.networks.stcn import STCN
+from stbv_monai.networks.stcn import STCN, build_network
 
-__all__ = ["ClipTrainingWrapper", "unwrap"]
+__all__ = ["ClipTrainingWrapper", "training_network", "unwrap"]
 
 
 class ClipTrainingWrapper(nn.Module):
@@ -97,3 +97,12 @@ def unwrap(module: torch.nn.Module) -> torch.nn.Module:
     ):
         module = module.module if isinstance(getattr(module, "module", None), torch.nn.Module) else module.network
     return module
+
+
+def training_network(name: str, training_size: list[int] | tuple[int, int], device: torch.device | str = "cpu",
+                     **kwargs: object) -> ClipTrainingWrapper:
+    """A fresh STCN of preset ``name`` (see :func:`build_network`) for clip training on ``device``: every stage's network.
+
+    Built on its device at once, so handlers that copy it (the EMA teacher) copy it there.
+    """
+    return ClipTrainingWrapper(build_network(name, training_size, **kwargs)).to(device)
