@@ -82,10 +82,19 @@ class TrainCheckpoints:
             logger.warning("resume: no checkpoint in %s, starting from iteration 0", self.folder)
         if path is not None:
             CheckpointLoader(load_path=path, load_dict=objects, map_location=str(engine.state.device)).attach(engine)
+            engine.add_event_handler(Events.STARTED, self._keep_budget, engine.state.epoch_length)
             logger.info("resuming from %s", path)
         CheckpointSaver(save_dir=self.folder, save_dict=objects, save_interval=self.interval, epoch_level=False,
                         n_saved=self.n_saved, save_final=True, final_filename="checkpoint_final.pt").attach(engine)
         engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self._prune)
+
+    @staticmethod
+    def _keep_budget(engine: Engine, budget: int) -> None:
+        """After loading, train to the configured budget, not the checkpoint's (a raised ``iterations`` trains on)."""
+        if engine.state.epoch_length != budget and engine.state.iteration < budget:
+            logger.info("resume: the budget is now %d iterations (the checkpoint's run had %d)", budget,
+                        engine.state.epoch_length)
+            engine.state.epoch_length, engine.state.epoch = budget, 0
 
     def _prune(self, engine: Engine) -> None:
         if is_main_process():
