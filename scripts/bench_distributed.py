@@ -55,7 +55,7 @@ def worker(args: argparse.Namespace) -> None:
         overrides["dataset_dir"] = args.dataset_dir
     parser.update(overrides)
     parser.get_parsed_content("initialize")
-    trainer = parser.get_parsed_content("teacher_stage#trainer")
+    trainer = parser.get_parsed_content("teacher_stage").trainer
     times: list[float] = []
     losses: list[float] = []
 

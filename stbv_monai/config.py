@@ -109,6 +109,7 @@ SETTING_RULES: dict[str, tuple[str, float]] = {
     "checkpoint_interval": ("int", 1),
     "val_interval": ("int", 0),
     "tracking_log_every": ("int", 1),
+    "pretrain_stage#iterations": ("int", 1),
     "teacher_stage#iterations": ("int", 1),
     "student_stage#iterations": ("int", 1),
     "propagation#mem_every": ("int", 1),
@@ -117,6 +118,7 @@ SETTING_RULES: dict[str, tuple[str, float]] = {
     "stcs#weight": ("float", 0.0),
     "stcs#temperature": ("float", 1e-12),
     "sda#cutmix_prob": ("prob", 0.0),
+    "synthetic_stills#count": ("int", 1),
 }
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 MLFLOW = Path(sys.executable).with_name("mlflow")
-STAGES = ("teacher", "pseudo_label", "student", "evaluate")
+STAGES = ("pretrain", "teacher", "pseudo_label", "student", "evaluate")
 
 
 def free_port() -> int:
@@ -76,7 +76,7 @@ def artifact_paths(client, run_id: str, path: str | None = None) -> set[str]:
 
 
 def assert_three_stage_tree(uri: str, iterations: int, experiment: str = "stbv-monai") -> dict:
-    """One FINISHED parent with FINISHED teacher/pseudo_label/student/evaluate children holding what they must."""
+    """One FINISHED parent with FINISHED pretrain/teacher/pseudo_label/student/evaluate children holding what they must."""
     client, parents, children = run_tree(uri, experiment)
     assert len(parents) == 1, [p.info.run_name for p in parents]
     parent = parents[0]
@@ -92,7 +92,7 @@ def assert_three_stage_tree(uri: str, iterations: int, experiment: str = "stbv-m
     for key in ("test_J", "test_F", "test_JF", "test_dice", "test_hd95"):
         assert key in parent.data.metrics, key
         assert parent.data.metrics[key] == kids["evaluate"].data.metrics[key]
-    for stage in ("teacher", "student"):
+    for stage in ("pretrain", "teacher", "student"):
         run_id = kids[stage].info.run_id
         assert [m.step for m in client.get_metric_history(run_id, "loss")] == list(range(1, iterations + 1))
         assert len(client.get_metric_history(run_id, "lr_group_0")) == iterations

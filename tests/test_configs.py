@@ -13,15 +13,14 @@ from monai.bundle import ConfigParser
 
 from conftest import write_disc_dataset
 from stbv_monai import BUNDLE_ROOT, REPO_ROOT
-from stbv_monai.engines import ClipTrainer, VideoEvaluator
+from stbv_monai.engines import ClipTrainer, TrainingStage, VideoEvaluator
 
 TRAIN = BUNDLE_ROOT / "configs" / "train.yaml"
 TINY = REPO_ROOT / "configs" / "presets" / "tiny.yaml"
 VARIANTS = sorted((REPO_ROOT / "configs" / "variants").glob("*.yaml"))
 PRESETS = sorted((REPO_ROOT / "configs" / "presets").glob("*.yaml"))
-#: The stages' parts, then ``training``, whose evaluation runs the overlay's stages (seconds at tiny).
-STAGE_PARTS = ("teacher_stage#trainer", "student_stage#network", "student_stage#batch_transform",
-               "student_stage#checkpoints", "student_stage#done", "training")
+#: The training stages, whose parts are built below; then ``training`` runs the overlay's stages (seconds at tiny).
+STAGES = ("pretrain_stage", "teacher_stage", "student_stage")
 
 
 def _parser(files: list[Path], data: Path, out: Path) -> ConfigParser:
@@ -41,10 +40,13 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
                          ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_an_overlay_merged_with_tiny_instantiates_and_runs_its_stages(overlay, dataset, tmp_path):
     parser = _parser([TRAIN, overlay, TINY], dataset, tmp_path / "out")
-    for part in STAGE_PARTS:
-        parser.get_parsed_content(part)
-    assert isinstance(parser.get_parsed_content("teacher_stage#trainer"), ClipTrainer)
-    assert isinstance(parser.get_parsed_content("teacher_stage#validator"), VideoEvaluator)
+    stages = {name: parser.get_parsed_content(name) for name in STAGES}
+    assert all(isinstance(stage, TrainingStage) for stage in stages.values())
+    for stage in (stages["pretrain_stage"], stages["teacher_stage"]):  # the student's data exist after stage 2
+        assert isinstance(stage.trainer, ClipTrainer) and isinstance(stage.validator, VideoEvaluator)
+    parser.get_parsed_content("training")
+    if (tmp_path / "out" / "pseudo_labels" / "manifest.json").is_file():
+        assert isinstance(stages["student_stage"].trainer, ClipTrainer)
     assert parser.get_parsed_content("variant") == parser["variant"]
     assert (tmp_path / "out" / "evaluation" / "summary.json").is_file()  # "training" ran every stage it lists
 

@@ -131,30 +131,32 @@ def test_two_process_three_stage_run(tmp_path):
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
 
-    # both processes joined and trained both stages; the logged losses are the all-process means
+    # both processes joined and trained the three training stages; the logged losses are the all-process means
     assert "process 0 of 2" in log and "process 1 of 2" in log
     done = re.findall(r"rank (\d) of 2: 3 iterations run, last loss \(all processes\) ([\d.]+)", log)
-    assert sorted(r for r, _ in done) == ["0", "0", "1", "1"]
-    teacher_losses, student_losses = {v for _, v in done[:2]}, {v for _, v in done[2:]}
-    assert len(teacher_losses) == 1 and len(student_losses) == 1, done
+    assert sorted(r for r, _ in done) == ["0", "0", "0", "1", "1", "1"]
+    for stage in range(3):  # pretrain, teacher, student: both processes log one mean
+        assert len({v for _, v in done[2 * stage:2 * stage + 2]}) == 1, done
 
     # one set of outputs: exactly these files, no per-rank duplicates or leftovers (MLflow's artifact
     # copies under mlruns/ are checked through MLflow below)
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.relative_to(out).parts[0] != "mlruns")
     expected = sorted(
-        [f"models/{m}.pt" for m in ("teacher", "teacher_best", "student", "student_best", "model")]
-        + [f"{s}/checkpoints/checkpoint_{c}.pt" for s in ("teacher", "student") for c in ("iteration=2", "final")]
+        [f"models/{m}.pt" for m in ("pretrain", "pretrain_best", "teacher", "teacher_best", "student", "student_best",
+                                    "model")]
+        + [f"{s}/checkpoints/checkpoint_{c}.pt" for s in ("pretrain", "teacher", "student")
+           for c in ("iteration=2", "final")]
         + [f"pseudo_labels/vid{i}.{ext}" for i in range(3) for ext in ("json", "nii.gz")]
         + ["pseudo_labels/manifest.json"]
         + [f"evaluation/{sub}{f}" for sub in ("", "first_frame/")
            for f in ("metrics_per_frame.csv", "metrics_per_video.csv", "metrics_plot.png", "summary.json")]
         + [f"evaluation/previews/overlays/vid{i}.gif" for i in range(2)]
-        + ["teacher/losses.png", "student/losses.png", "mlruns.db", "mlflow_run.json"]
+        + ["pretrain/losses.png", "teacher/losses.png", "student/losses.png", "mlruns.db", "mlflow_run.json"]
     )
     assert written == expected
-    assert log.count("saved network to") == 4 and log.count("wrote evaluation reports") == 2  # rank 0 only, both protocols
+    assert log.count("saved network to") == 6 and log.count("wrote evaluation reports") == 2  # rank 0 only, both protocols
 
-    # one MLflow run tree, written by rank 0: a parent and its four stages
+    # one MLflow run tree, written by rank 0: a parent and its five stages
     assert_three_stage_tree(f"sqlite:///{out}/mlruns.db", iterations=3)
 
     # stage 2 sharded over 2 processes equals stage 2 in 1 process with the same teacher

@@ -86,7 +86,7 @@ def test_a_video_too_large_for_the_memory_is_refused_naming_it(tmp_path, monkeyp
     monkeypatch.setenv(MEMORY_LIMIT_ENV, str(1 / 2**10))  # 1 MiB: fits
     assert load_video_pair(entry)["image"].shape == (8, 32, 32)
     done = _run("teacher", "--dataset_dir", str(datalist.parent), "--output_dir", str(tmp_path / "out"),
-                env={MEMORY_LIMIT_ENV: str(64 / 2**20)})
+                "--pretraining", "false", env={MEMORY_LIMIT_ENV: str(64 / 2**20)})
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert _last_line(done.stderr).startswith(f"error: {entry['image']}: a 8x32x32 (frames x height x width) video needs")
 
@@ -124,7 +124,7 @@ def test_sigterm_checkpoints_resume_continues_and_finished_stages_are_not_logged
     datalist = write_disc_dataset(tmp_path / "data")
     out = tmp_path / "out"
     args = ("--dataset_dir", str(datalist.parent), "--output_dir", str(out), "--teacher_stage#iterations", "300",
-            "--checkpoint_interval", "10")
+            "--checkpoint_interval", "10", "--pretraining", "false")
     log = open(tmp_path / "first.log", "w")
     first = subprocess.Popen(_cmd("training", TRAIN, *args), cwd=REPO_ROOT, stdout=log, stderr=subprocess.PIPE,
                              text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})

@@ -92,7 +92,7 @@ def test_resume_restores_the_exact_iteration_and_weights(disc_dataset, tmp_path)
 
 @pytest.mark.slow
 def test_three_stage_bundle_run_on_tiny_data(disc_dataset, tmp_path):
-    """`run training` with the tiny preset: teacher, pseudo-labels, student, evaluation."""
+    """`run training` with the tiny preset: pretraining, teacher, pseudo-labels, student, evaluation."""
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file",
@@ -101,7 +101,7 @@ def test_three_stage_bundle_run_on_tiny_data(disc_dataset, tmp_path):
         capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for name in ("teacher.pt", "student.pt", "model.pt"):
+    for name in ("pretrain.pt", "teacher.pt", "student.pt", "model.pt"):
         assert (out / "models" / name).is_file()
     manifest = json.loads((out / "pseudo_labels" / "manifest.json").read_text())
     assert len(manifest["videos"]) == 3 and manifest["summary"]["frames_gt"] == 6
@@ -209,9 +209,9 @@ def test_training_on_a_two_site_datalist_without_validation(tmp_path):
     assert proc.returncode == 0, logs[-3000:]
     assert "Traceback" not in logs and "CRITICAL" not in logs
     assert logs.count("lead outside the dataset folder") == 1  # once per datalist
-    assert logs.count("no validation split in the datalist: no validation runs, the final weights are kept") == 2
+    assert logs.count("no validation split in the datalist: no validation runs, the final weights are kept") == 3
     models = sorted(p.name for p in (out / "models").iterdir())
-    assert models == ["model.pt", "student.pt", "teacher.pt"]  # final weights, no *_best.pt
+    assert models == ["model.pt", "pretrain.pt", "student.pt", "teacher.pt"]  # final weights, no *_best.pt
 
     manifest = json.loads((out / "pseudo_labels" / "manifest.json").read_text())
     ids = ["siteA__images__bus_0000", "siteB__images__bus_0000", "siteB__images__bus_0001",

@@ -36,7 +36,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     out = root / "out"
     cmd = [sys.executable, "-m", "monai.bundle", "run", "teacher", "--config_file", CONFIG,
            "--dataset_dir", str(datalist.parent), "--output_dir", str(out), "--spatial_size", "[64, 64]",
-           "--teacher_stage#iterations", "40", "--tracking_enabled", "false"]
+           "--teacher_stage#iterations", "40", "--tracking_enabled", "false", "--pretraining", "false"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
