@@ -21,15 +21,11 @@ from ignite.engine import Engine, Events
 
 from stbv_monai.data.dataset import SOURCE_GT, SOURCE_PSEUDO
 from stbv_monai.data.io import atomic_path, write_mask
+from stbv_monai.inference.confidence import frame_confidence
 
-__all__ = ["PseudoLabelWriter", "frame_confidence"]
+__all__ = ["PseudoLabelWriter"]
 
 Scorer = Callable[[np.ndarray, np.ndarray, Sequence[int]], dict[str, float]]
-
-
-def frame_confidence(probs: torch.Tensor) -> torch.Tensor:
-    """Per-frame teacher confidence ``(T,)``: mean over pixels of max(p, 1 − p), in [0.5, 1]."""
-    return torch.maximum(probs, 1 - probs).flatten(1).mean(1)
 
 
 class PseudoLabelWriter:

@@ -11,8 +11,8 @@ label file, or the app with the video's saved label):
 
 The answer is a NIfTI mask video with the video's geometry and these params: ``references``,
 ``reference_source``, ``corrected_frames``, ``frame_reference`` (which reference segmented each
-frame), ``frame_area`` (lesion pixels per frame), ``frame_confidence`` (mean ``|2p - 1|`` per frame:
-1 certain, 0 a coin toss), ``least_confident_frame`` (where a correction likely helps most),
+frame), ``frame_area`` (lesion pixels per frame), ``frame_confidence`` (mean max(p, 1 − p) per frame:
+1 certain, 0.5 a coin toss), ``least_confident_frame`` (where a correction likely helps most),
 ``model`` (the weights file served) and ``latencies``.
 """
 
@@ -28,6 +28,7 @@ import torch
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from stbv_monai.inference import assign_sources, propagate
+from stbv_monai.inference.confidence import frame_confidence
 from stbv_monai.label.app_config import AppConfig
 from stbv_monai.label.http_errors import BAD_REQUEST, UNAVAILABLE, http_error, input_errors_as_http
 from stbv_monai.label.model_store import ModelInfo, ModelLoadError, ModelStore
@@ -127,7 +128,7 @@ class PropagateInfer(InferTask):
 
 def _summary(probs: np.ndarray, pred: np.ndarray, choice: ReferenceChoice, model: dict[str, Any]) -> dict[str, Any]:
     n = probs.shape[0]
-    confidence = np.abs(2.0 * probs - 1.0).reshape(n, -1).mean(axis=1)
+    confidence = frame_confidence(probs).numpy()
     free = [t for t in range(n) if t not in set(choice.frames)]
     return {
         "label_names": dict(LABELS),
