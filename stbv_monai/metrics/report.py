@@ -13,20 +13,19 @@ then ``os.replace``, so a crash never leaves a half-written report behind):
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
+from stbv_monai.data.io import atomic_path
 from stbv_monai.errors import InputError
 from stbv_monai.metrics.video import FrameMetrics, VideoMetrics, summarise
 
@@ -44,17 +43,9 @@ _TIME_GRID = np.linspace(0.0, 1.0, 101)
 
 
 def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` through a temporary sibling file renamed into place on success."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide reports from other users
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Write ``path`` with ``write(file)`` through the one atomic writer, :func:`~stbv_monai.data.io.atomic_path`."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        write(fh)
 
 
 def _csv_bytes(rows: Sequence[Mapping[str, Any]]) -> bytes:
