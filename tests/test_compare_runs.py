@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("mlflow")
-from mlflow import MlflowClient  # noqa: E402
+from mlflow import MlflowClient  # a hard dependency: imported plainly, never skipped
 
-from mlflow_utils import free_port  # noqa: E402
-from stbv_monai.errors import InputError  # noqa: E402
-from stbv_monai.tracking.compare import aggregate, collect_runs  # noqa: E402
+from mlflow_utils import free_port
+from stbv_monai.errors import InputError
+from stbv_monai.tracking.compare import aggregate, collect_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "compare_runs.py"

@@ -15,13 +15,11 @@ from monai.config import KeysCollection
 from monai.data import CacheDataset
 from monai.transforms import Compose, MapTransform
 
+from stbv_monai.constants import SOURCE_GT, SOURCE_NONE, SOURCE_PSEUDO  # re-exported
 from stbv_monai.data.datalist import load_video_pair
 
 __all__ = ["SOURCE_NONE", "SOURCE_GT", "SOURCE_PSEUDO", "LoadVideoPaird", "video_dataset"]
 
-#: Per-frame label source codes: no label, expert ground truth, teacher pseudo-label.
-#: ``stbv_monai.transforms.derive_source`` turns ``labelled_frames`` into them.
-SOURCE_NONE, SOURCE_GT, SOURCE_PSEUDO = 0, 1, 2
 
 
 class LoadVideoPaird(MapTransform):

@@ -28,7 +28,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.inferers import Inferer
 
-from stbv_monai.data.dataset import SOURCE_GT, SOURCE_PSEUDO
+from stbv_monai.constants import SOURCE_GT, SOURCE_PSEUDO
 from stbv_monai.data.ids import entry_id, legacy_id
 from stbv_monai.data.io import atomic_path, video_id
 from stbv_monai.engines.distributed import barrier

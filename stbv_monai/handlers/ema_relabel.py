@@ -18,7 +18,7 @@ import torch
 from ignite.engine import Engine
 from ignite.handlers import EMAHandler
 
-from stbv_monai.data.dataset import SOURCE_PSEUDO
+from stbv_monai.constants import SOURCE_PSEUDO
 
 __all__ = ["EMARelabel"]
 

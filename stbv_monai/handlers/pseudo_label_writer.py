@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from stbv_monai.data.dataset import SOURCE_GT, SOURCE_PSEUDO
+from stbv_monai.constants import SOURCE_GT, SOURCE_PSEUDO
 from stbv_monai.data.io import atomic_path, write_mask
 from stbv_monai.inference.confidence import frame_confidence
 

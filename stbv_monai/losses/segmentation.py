@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from stbv_monai.losses.bootstrapped_ce import BootstrappedBCE
-from stbv_monai.transforms.source import SOURCE_GT, SOURCE_PSEUDO
+from stbv_monai.constants import SOURCE_GT, SOURCE_PSEUDO
 
 __all__ = ["SegmentationLoss"]
 

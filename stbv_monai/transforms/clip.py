@@ -25,8 +25,9 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable
 
+from stbv_monai.constants import SOURCE_GT
 from stbv_monai.errors import InputError
-from stbv_monai.transforms.source import SOURCE_GT, check_source, derive_source
+from stbv_monai.transforms.source import check_source, derive_source
 from stbv_monai.transforms.utils import as_tensor, propagate_random_state
 
 __all__ = ["CLIP_MODES", "RandSampleClip", "SampleSTCSTriplet", "RandSampleClipd"]

@@ -26,7 +26,7 @@ from monai.transforms import MapTransform, Randomizable
 from monai.utils import ensure_tuple
 
 from stbv_monai.transforms.boxes import sample_box
-from stbv_monai.transforms.source import SOURCE_PSEUDO
+from stbv_monai.constants import SOURCE_PSEUDO
 from stbv_monai.transforms.utils import propagate_random_state
 
 __all__ = ["RandPseudoCutMix", "RandPseudoCutMixd"]

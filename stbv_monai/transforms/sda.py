@@ -14,7 +14,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable
 
-from stbv_monai.transforms.source import SOURCE_PSEUDO
+from stbv_monai.constants import SOURCE_PSEUDO
 from stbv_monai.transforms.strong import STRONG_OPS, RandStrongAugment
 from stbv_monai.transforms.utils import as_tensor, propagate_random_state
 

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from stbv_monai.data.dataset import SOURCE_GT, SOURCE_NONE, SOURCE_PSEUDO
+from stbv_monai.constants import SOURCE_GT, SOURCE_NONE, SOURCE_PSEUDO
 from stbv_monai.errors import InputError
 
 __all__ = ["SOURCE_NONE", "SOURCE_GT", "SOURCE_PSEUDO", "derive_source", "check_source"]
