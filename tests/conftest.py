@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny on-disk dataset of moving-disc videos (fast, deterministic)."""
+"""Shared fixtures: a tiny on-disk dataset of moving-disc videos (fast, deterministic); one torch thread."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from stbv_monai.data import write_mask, write_video
 
@@ -69,3 +70,12 @@ def write_two_site_dataset(root: Path, t: int = 8, size: int = 32) -> Path:
     path = data / "datalist.json"
     path.write_text(json.dumps({"training": entries, "test": entries[:2]}))
     return path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Transforms run in DataLoader workers with one torch thread; tiny convolutions are slower with more."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

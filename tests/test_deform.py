@@ -20,13 +20,7 @@ H, W = 64, 80
 INSIDE, OUTSIDE = 0.85, 0.15
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Transforms run in DataLoader workers with one torch thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _disk(h: int = H, w: int = W, radius: float = 16.0) -> tuple[torch.Tensor, torch.Tensor]:

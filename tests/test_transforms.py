@@ -30,13 +30,7 @@ from stbv_monai.transforms import (
 T, H, W = 24, 40, 48
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Transforms run in DataLoader workers with one torch thread; tiny convolutions are slower with more."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _video(t: int = T, labelled=(4, 17), source=None, seed: int = 0) -> dict:

@@ -6,8 +6,7 @@ do not pay for importing torch and MONAI.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from stbv_monai.lazy import lazy_exports
 
 _EXPORTS = {
     "stbv_monai.data.datalist": (
@@ -25,18 +24,4 @@ _EXPORTS = {
     ),
     "stbv_monai.data.synthetic_stills": ("make_stills",),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
