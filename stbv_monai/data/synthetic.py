@@ -118,11 +118,11 @@ def _generate(folder: Path, videos: int, frames: int, size: int, seed: int, exit
     workers = min(workers, videos)
     if workers == 1:
         return [_write_one(job) for job in jobs]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context()) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context()) as pool:
         return list(pool.map(_write_one, jobs))
 
 
-def _worker_context() -> multiprocessing.context.BaseContext:
+def worker_context() -> multiprocessing.context.BaseContext:
     """``fork`` where the platform has it, else ``spawn``.
 
     Forked workers inherit the imported modules; spawned ones re-import ``stbv_monai.data``,

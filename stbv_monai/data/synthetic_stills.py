@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 
 from stbv_monai.data.io import atomic_path
-from stbv_monai.data.synthetic import _worker_context
+from stbv_monai.data.synthetic import worker_context
 from stbv_monai.data.synthetic_anatomy import gland_band, render_canvas, sample_anatomy
 from stbv_monai.data.synthetic_lesion import sample_lesion
 from stbv_monai.data.synthetic_motion import sample_motion
-from stbv_monai.data.synthetic_video import MIN_SIZE, _render_frames, sample_scanner
+from stbv_monai.data.synthetic_video import MIN_SIZE, render_frames, sample_scanner
 from stbv_monai.errors import InputError
 
 __all__ = ["CLASSES", "MANIFEST_NAME", "STILLS_TAG", "make_stills", "still_class", "synthesize_still"]
@@ -92,7 +92,7 @@ def _draw_still(rng: np.random.Generator, size: int, normal: bool) -> tuple[np.n
     canvas = render_canvas(rng, anatomy, x_range, size, (*lesion.centre, lesion.max_radius()))
     scanner = sample_scanner(rng, size)
     shown = replace(lesion, centre=(lesion.centre[0], 100.0)) if normal else lesion
-    images, masks = _render_frames(rng, canvas, shown, motion, scanner, np.array([0]))
+    images, masks = render_frames(rng, canvas, shown, motion, scanner, np.array([0]))
     return images[0], masks[0], "none" if normal else lesion.kind
 
 
@@ -117,7 +117,7 @@ def _generate(folder: Path, count: int, size: int, seed: int, normal_fraction: f
         (folder / cls).mkdir(parents=True, exist_ok=True)
     if min(workers, count) == 1:
         return [_write_one(job) for job in jobs]
-    with ProcessPoolExecutor(max_workers=min(workers, count), mp_context=_worker_context()) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, count), mp_context=worker_context()) as pool:
         return list(pool.map(_write_one, jobs, chunksize=8))
 
 

@@ -158,12 +158,12 @@ def _draw_video(rng: np.random.Generator, frames: int, size: int, exit_prob: flo
     step = max(1, _CHUNK_PIXELS // (size * size))
     for start in range(0, frames, step):
         ts = np.arange(start, min(start + step, frames))
-        images[ts], masks[ts] = _render_frames(rng, canvas, lesion, motion, scanner, ts)
+        images[ts], masks[ts] = render_frames(rng, canvas, lesion, motion, scanner, ts)
     spacing = (FOV_MM / size, FOV_MM / size)
     return SyntheticVideo(frames=images, mask=masks, kind=lesion.kind, exit_mode=motion.mode, spacing=spacing)
 
 
-def _render_frames(rng: np.random.Generator, canvas: Canvas, lesion: Lesion, motion: Motion, scanner: Scanner,
+def render_frames(rng: np.random.Generator, canvas: Canvas, lesion: Lesion, motion: Motion, scanner: Scanner,
                    ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """B-mode frames ``ts`` and their lesion masks, each ``(N, S, S)``."""
     size = scanner.depth_gain.size
